@@ -1,0 +1,9 @@
+//! gossipd: a gossip network of seeds and peers.
+//!
+//! The protocol lives in pure modules (`codec`, `wheel`, `proto`) that never touch a
+//! socket, read a clock or draw from a global RNG; `net` is the only mio shell and `sim`
+//! drives the same cores on a virtual network.
+#![forbid(unsafe_code)]
+
+pub mod codec;
+pub mod wheel;
