@@ -6,4 +6,6 @@
 #![forbid(unsafe_code)]
 
 pub mod codec;
+pub mod proto;
+pub mod sim;
 pub mod wheel;

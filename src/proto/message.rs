@@ -1,0 +1,150 @@
+//! Wire messages: the JSON objects carried in frames, as docs/PROTOCOL.md describes them.
+//!
+//! Pure data and serde only: no I/O. Unknown fields are ignored; a missing field, a wrong
+//! type or an unknown `type` is a parse error that the caller turns into a closed connection.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+
+/// One protocol message, tagged by its `"type"` field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Message {
+    /// Peer -> seed: add me (my listening address) to your peer list.
+    Register { addr: SocketAddr },
+    /// Seed -> peer: the answer to `register`.
+    PeerList { peers: Vec<SocketAddr> },
+    /// First frame each side sends on a peer-to-peer connection.
+    Hello { addr: SocketAddr },
+    /// A gossip message, created by `origin` and forwarded once by every peer.
+    Gossip(Gossip),
+    /// Are you alive? Answered on the same connection.
+    LivenessRequest { ts: u64, from: SocketAddr },
+    /// The answer to a liveness request: `ts` and `from` copied, `to` the replier.
+    LivenessReply {
+        ts: u64,
+        from: SocketAddr,
+        to: SocketAddr,
+    },
+    /// Peer -> seed: `addr` missed its liveness checks.
+    DeadNode {
+        addr: SocketAddr,
+        ts: u64,
+        reporter: SocketAddr,
+    },
+}
+
+/// The gossip message proper. Its identity is (`origin`, `seq`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gossip {
+    pub origin: SocketAddr,
+    pub seq: u64,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub ts: u64,
+    /// The assignment's `<timestamp>:<IP:PORT>:<Msg#>`.
+    pub text: String,
+    /// Links crossed so far: the origin sends 1, every forward adds 1.
+    pub hops: u32,
+    /// Carried along untouched (model parameters in gossip learning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
+}
+
+impl Message {
+    /// Parses one frame body.
+    pub fn from_frame(body: &[u8]) -> Result<Message, serde_json::Error> {
+        serde_json::from_slice(body)
+    }
+
+    /// The `type` name, for log lines.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Register { .. } => "register",
+            Message::PeerList { .. } => "peer_list",
+            Message::Hello { .. } => "hello",
+            Message::Gossip(_) => "gossip",
+            Message::LivenessRequest { .. } => "liveness_request",
+            Message::LivenessReply { .. } => "liveness_reply",
+            Message::DeadNode { .. } => "dead_node",
+        }
+    }
+}
+
+/// The assignment's message text: `<timestamp>:<IP:PORT>:<Msg#>`.
+pub fn gossip_text(ts: u64, origin: SocketAddr, seq: u64) -> String {
+    format!("{ts}:{origin}:{seq}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn register_round_trips_with_its_type_tag() {
+        let m = Message::Register {
+            addr: addr("127.0.0.1:9001"),
+        };
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(json, r#"{"type":"register","addr":"127.0.0.1:9001"}"#);
+        assert_eq!(Message::from_frame(json.as_bytes()).unwrap(), m);
+    }
+
+    #[test]
+    fn gossip_without_payload_omits_the_field() {
+        let m = Message::Gossip(Gossip {
+            origin: addr("127.0.0.1:9001"),
+            seq: 3,
+            ts: 17,
+            text: gossip_text(17, addr("127.0.0.1:9001"), 3),
+            hops: 1,
+            payload: None,
+        });
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"gossip","origin":"127.0.0.1:9001","seq":3,"ts":17,"text":"17:127.0.0.1:9001:3","hops":1}"#
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        let m = Message::from_frame(br#"{"type":"hello","addr":"10.0.0.1:1","x":[1,2]}"#);
+        assert!(matches!(m, Ok(Message::Hello { .. })));
+    }
+
+    #[test]
+    fn payload_is_carried_untouched() {
+        let body = br#"{"type":"gossip","origin":"127.0.0.1:1","seq":1,"ts":1,"text":"t","hops":1,"payload":{"w":[0.5,1.5]}}"#;
+        let Ok(Message::Gossip(g)) = Message::from_frame(body) else {
+            panic!("not gossip")
+        };
+        assert_eq!(g.payload, Some(serde_json::json!({"w":[0.5,1.5]})));
+    }
+
+    #[test]
+    fn junk_is_an_error_not_a_panic() {
+        for body in [
+            &b"[1,2]"[..],
+            b"{}",
+            b"{\"type\":\"nope\"}",
+            b"{\"type\":\"hello\"}",
+            b"{\"type\":\"hello\",\"addr\":\"nohost\"}",
+            b"{\"type\":\"gossip\",\"origin\":\"1.2.3.4:5\",\"seq\":-1,\"ts\":1,\"text\":\"\",\"hops\":0}",
+            b"\xff\xfe",
+            b"{\"type\":\"hello\",\"addr\":\"\xff\"}",
+        ] {
+            assert!(Message::from_frame(body).is_err(), "{body:?}");
+        }
+    }
+
+    #[test]
+    fn deeply_nested_payload_is_rejected() {
+        let mut body = br#"{"type":"gossip","origin":"127.0.0.1:1","seq":1,"ts":1,"text":"t","hops":1,"payload":"#.to_vec();
+        body.extend(std::iter::repeat_n(b'[', 100_000));
+        assert!(Message::from_frame(&body).is_err());
+    }
+}

@@ -1,0 +1,214 @@
+//! The pure protocol core: seed and peer state machines, their messages and events.
+//!
+//! Nothing here opens a socket, reads a clock or touches a global RNG. Each entry point
+//! takes `now` (milliseconds since the Unix epoch, supplied by the caller) and queues
+//! [`Action`]s that the shell (`net`) or the simulator (`sim`) carries out: connect,
+//! send, close, set a timer, log an event.
+
+pub mod event;
+pub mod message;
+pub mod peer;
+pub mod seed;
+pub mod seen;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use event::{Event, Severity};
+pub use message::{Gossip, Message};
+pub use peer::{PeerConfig, PeerCore};
+pub use seed::{SeedConfig, SeedCore};
+
+/// Milliseconds since the Unix epoch (real or virtual).
+pub type Millis = u64;
+
+/// A connection as a core names it. Allocated by the core, never reused by it, so a
+/// late input about a closed connection cannot be mistaken for a newer one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// The deadlines a core asks to be woken for. A core may be woken early or more than
+/// once for the same deadline: it checks its own state and ignores a stale wake-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Timer {
+    /// Peer: create the next gossip message.
+    Gossip,
+    /// Send liveness requests and count misses.
+    Liveness,
+    /// Peer: retry seeds that did not answer.
+    SeedRetry,
+    /// Close connections that stayed silent past the idle timeout.
+    IdleSweep,
+}
+
+/// What a core asks its driver to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Open a TCP connection to `addr`; report `connected` or `closed` for `conn`.
+    Connect { conn: ConnId, addr: SocketAddr },
+    /// Queue one frame on `conn`. The same `Arc` may be sent on several connections.
+    Send { conn: ConnId, msg: Arc<Message> },
+    /// Close `conn` (after flushing what is queued). No `closed` input follows.
+    Close { conn: ConnId },
+    /// Call `timer` at or after `at`.
+    SetTimer { at: Millis, timer: Timer },
+    /// Log this event.
+    Log(Event),
+}
+
+/// Why a connection ended, as the driver reports it to the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disconnect {
+    /// An outgoing connect did not succeed.
+    ConnectFailed(String),
+    /// The remote closed the connection at a frame boundary.
+    Closed,
+    /// A socket error, or the remote closed in the middle of a frame.
+    Error(String),
+    /// The remote sent a frame that cannot be decoded or parsed.
+    BadFrame(String),
+}
+
+impl std::fmt::Display for Disconnect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Disconnect::ConnectFailed(e) => write!(f, "connect failed: {e}"),
+            Disconnect::Closed => write!(f, "connection closed by remote"),
+            Disconnect::Error(e) => write!(f, "connection error: {e}"),
+            Disconnect::BadFrame(e) => write!(f, "bad frame: {e}"),
+        }
+    }
+}
+
+/// A node's role, for log file names and reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Seed,
+    Peer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Seed => "seed",
+            Role::Peer => "peer",
+        }
+    }
+}
+
+/// A seed or a peer: one node, as the driver and the simulator host it.
+#[derive(Debug)]
+pub enum Node {
+    Seed(SeedCore),
+    Peer(PeerCore),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $core:ident => $e:expr) => {
+        match $self {
+            Node::Seed($core) => $e,
+            Node::Peer($core) => $e,
+        }
+    };
+}
+
+impl Node {
+    pub fn role(&self) -> Role {
+        match self {
+            Node::Seed(_) => Role::Seed,
+            Node::Peer(_) => Role::Peer,
+        }
+    }
+    pub fn addr(&self) -> SocketAddr {
+        dispatch!(self, c => c.addr())
+    }
+    /// Arms the first timers (and, for a peer, contacts its seeds).
+    pub fn start(&mut self, now: Millis) {
+        dispatch!(self, c => c.start(now))
+    }
+    /// A connection from `remote` was accepted; returns the id the core gives it.
+    pub fn accept(&mut self, remote: SocketAddr, now: Millis) -> ConnId {
+        dispatch!(self, c => c.accept(remote, now))
+    }
+    /// An outgoing connection asked for with [`Action::Connect`] is established.
+    pub fn connected(&mut self, conn: ConnId, now: Millis) {
+        dispatch!(self, c => c.connected(conn, now))
+    }
+    /// A connection ended without the core asking for it.
+    pub fn closed(&mut self, conn: ConnId, why: Disconnect, now: Millis) {
+        dispatch!(self, c => c.closed(conn, why, now))
+    }
+    /// A frame arrived on `conn`.
+    pub fn message(&mut self, conn: ConnId, msg: Message, now: Millis) {
+        dispatch!(self, c => c.message(conn, msg, now))
+    }
+    /// A timer set with [`Action::SetTimer`] is due.
+    pub fn timer(&mut self, timer: Timer, now: Millis) {
+        dispatch!(self, c => c.timer(timer, now))
+    }
+    /// The next action to carry out, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        dispatch!(self, c => c.poll_action())
+    }
+}
+
+/// The queue of actions a core has decided on, and its connection-id counter.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    actions: std::collections::VecDeque<Action>,
+    next_conn: u64,
+}
+
+impl Outbox {
+    pub(crate) fn new_conn(&mut self) -> ConnId {
+        self.next_conn += 1;
+        ConnId(self.next_conn)
+    }
+    pub(crate) fn connect(&mut self, addr: SocketAddr) -> ConnId {
+        let conn = self.new_conn();
+        self.actions.push_back(Action::Connect { conn, addr });
+        conn
+    }
+    pub(crate) fn send(&mut self, conn: ConnId, msg: Arc<Message>) {
+        self.actions.push_back(Action::Send { conn, msg });
+    }
+    pub(crate) fn send_msg(&mut self, conn: ConnId, msg: Message) {
+        self.send(conn, Arc::new(msg));
+    }
+    pub(crate) fn close(&mut self, conn: ConnId) {
+        self.actions.push_back(Action::Close { conn });
+    }
+    pub(crate) fn timer(&mut self, at: Millis, timer: Timer) {
+        self.actions.push_back(Action::SetTimer { at, timer });
+    }
+    pub(crate) fn log(&mut self, event: Event) {
+        self.actions.push_back(Action::Log(event));
+    }
+    pub(crate) fn pop(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+}
+
+/// A connection's bookkeeping common to both roles.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Link {
+    pub(crate) remote: SocketAddr,
+    pub(crate) last_heard: Millis,
+}
+
+impl Link {
+    pub(crate) fn new(remote: SocketAddr, now: Millis) -> Self {
+        Link {
+            remote,
+            last_heard: now,
+        }
+    }
+    pub(crate) fn is_idle(&self, now: Millis, idle_timeout: Millis) -> bool {
+        now.saturating_sub(self.last_heard) >= idle_timeout
+    }
+}
+
+/// How often to sweep for idle connections: twice per timeout, never more than once a ms.
+pub(crate) fn sweep_period(idle_timeout: Millis) -> Millis {
+    (idle_timeout / 2).max(1)
+}

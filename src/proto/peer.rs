@@ -1,0 +1,736 @@
+//! The peer state machine: registers with a majority of seeds, keeps a few neighbours,
+//! creates and forwards gossip exactly once, checks its neighbours' liveness and reports
+//! dead ones to its seeds.
+//!
+//! Pure: no sockets, no clock, and randomness only from the RNG seeded at construction.
+
+use rand::rngs::SmallRng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::message::gossip_text;
+use super::seen::SeenCache;
+use super::{
+    sweep_period, Action, ConnId, Disconnect, Event, Gossip, Link, Message, Millis, Outbox, Timer,
+};
+
+/// A peer's settings.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    /// The peer's listening address: its name in the network.
+    pub addr: SocketAddr,
+    /// Every seed from the config file.
+    pub seeds: Vec<SocketAddr>,
+    /// How many peers to connect to (incoming connections come on top).
+    pub max_neighbors: usize,
+    pub gossip_interval: Millis,
+    /// How many gossip messages to create in all.
+    pub messages: u64,
+    pub liveness_interval: Millis,
+    pub liveness_misses: u32,
+    /// A connection silent this long (or a connect pending this long) is closed.
+    pub idle_timeout: Millis,
+    /// How long a seen message is remembered.
+    pub seen_ttl: Millis,
+    pub seen_capacity: usize,
+    pub seed_retry_min: Millis,
+    pub seed_retry_max: Millis,
+    /// At most this many candidate peers are kept from the seeds' lists.
+    pub max_candidates: usize,
+}
+
+impl PeerConfig {
+    pub fn new(addr: SocketAddr, seeds: Vec<SocketAddr>) -> Self {
+        PeerConfig {
+            addr,
+            seeds,
+            max_neighbors: 4,
+            gossip_interval: 5_000,
+            messages: 10,
+            liveness_interval: 13_000,
+            liveness_misses: 3,
+            idle_timeout: 5 * 13_000,
+            seen_ttl: 10 * 60_000,
+            seen_capacity: 100_000,
+            seed_retry_min: 500,
+            seed_retry_max: 30_000,
+            max_candidates: 4_096,
+        }
+    }
+
+    /// floor(n/2)+1 of the configured seeds.
+    pub fn majority(&self) -> usize {
+        self.seeds.len() / 2 + 1
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SeedState {
+    /// Not contacted (a spare, or no longer needed).
+    Idle,
+    /// Connecting or waiting for the peer list.
+    Pending,
+    /// Answered: this peer is on its list.
+    Registered,
+    /// Failed or lost; retried at `retry_at`.
+    Backoff { retry_at: Millis },
+}
+
+#[derive(Debug)]
+struct SeedLink {
+    addr: SocketAddr,
+    state: SeedState,
+    conn: Option<ConnId>,
+    backoff: Millis,
+    /// It answered once: a lost connection to it is re-established.
+    was_registered: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConnRole {
+    Seed(usize),
+    /// An outgoing connection to a peer, not yet established.
+    Dialing(SocketAddr),
+    Neighbor(SocketAddr),
+    /// Accepted, waiting for the remote's `hello`.
+    Inbound,
+}
+
+#[derive(Debug)]
+struct PeerConn {
+    role: ConnRole,
+    link: Link,
+}
+
+#[derive(Debug)]
+struct Neighbor {
+    /// None while the connection is down: liveness checks then count as misses.
+    conn: Option<ConnId>,
+    outgoing: bool,
+    awaiting_reply: bool,
+    misses: u32,
+}
+
+/// Counters the swarm harness reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerStats {
+    pub gossip_frames_received: u64,
+    pub gossip_first_receipts: u64,
+    pub gossip_frames_sent: u64,
+    pub gossip_created: u64,
+}
+
+/// The peer core.
+#[derive(Debug)]
+pub struct PeerCore {
+    cfg: PeerConfig,
+    rng: SmallRng,
+    out: Outbox,
+    seeds: Vec<SeedLink>,
+    conns: BTreeMap<ConnId, PeerConn>,
+    neighbors: BTreeMap<SocketAddr, Neighbor>,
+    /// The union of the peer lists received, minus peers found dead.
+    candidates: BTreeSet<SocketAddr>,
+    seen: SeenCache,
+    stats: PeerStats,
+    gossip_due: Option<Millis>,
+    liveness_due: Millis,
+    sweep_due: Millis,
+    seed_retry_due: Option<Millis>,
+}
+
+impl PeerCore {
+    pub fn new(cfg: PeerConfig, rng_seed: u64) -> Self {
+        let seeds = cfg
+            .seeds
+            .iter()
+            .map(|&addr| SeedLink {
+                addr,
+                state: SeedState::Idle,
+                conn: None,
+                backoff: cfg.seed_retry_min,
+                was_registered: false,
+            })
+            .collect();
+        PeerCore {
+            seen: SeenCache::new(cfg.seen_ttl, cfg.seen_capacity),
+            cfg,
+            rng: SmallRng::seed_from_u64(rng_seed),
+            out: Outbox::default(),
+            seeds,
+            conns: BTreeMap::new(),
+            neighbors: BTreeMap::new(),
+            candidates: BTreeSet::new(),
+            stats: PeerStats::default(),
+            gossip_due: None,
+            liveness_due: 0,
+            sweep_due: 0,
+            seed_retry_due: None,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.cfg.addr
+    }
+
+    pub fn stats(&self) -> PeerStats {
+        self.stats
+    }
+
+    /// Neighbours with an open connection.
+    pub fn connected_neighbors(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.neighbors
+            .iter()
+            .filter(|(_, n)| n.conn.is_some())
+            .map(|(a, _)| *a)
+    }
+
+    /// Seeds that have this peer on their list.
+    pub fn registered_seeds(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.seeds
+            .iter()
+            .filter(|s| s.state == SeedState::Registered)
+            .map(|s| s.addr)
+    }
+
+    pub fn start(&mut self, now: Millis) {
+        let mut order: Vec<usize> = (0..self.seeds.len()).collect();
+        order.shuffle(&mut self.rng);
+        order.truncate(self.cfg.majority());
+        let chosen = order
+            .iter()
+            .filter_map(|&i| self.seeds.get(i))
+            .map(|s| s.addr);
+        self.out.log(Event::SeedsChosen {
+            seeds: chosen.collect(),
+        });
+        for i in order {
+            self.connect_seed(i, now);
+        }
+        self.liveness_due = now + self.cfg.liveness_interval;
+        self.out.timer(self.liveness_due, Timer::Liveness);
+        self.sweep_due = now + sweep_period(self.cfg.idle_timeout);
+        self.out.timer(self.sweep_due, Timer::IdleSweep);
+    }
+
+    pub fn accept(&mut self, remote: SocketAddr, now: Millis) -> ConnId {
+        let conn = self.out.new_conn();
+        self.conns.insert(
+            conn,
+            PeerConn {
+                role: ConnRole::Inbound,
+                link: Link::new(remote, now),
+            },
+        );
+        conn
+    }
+
+    pub fn connected(&mut self, conn: ConnId, now: Millis) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.link.last_heard = now;
+        match c.role {
+            ConnRole::Seed(_) => {
+                let register = Message::Register {
+                    addr: self.cfg.addr,
+                };
+                self.out.send_msg(conn, register);
+            }
+            ConnRole::Dialing(addr) => {
+                let hello = Message::Hello {
+                    addr: self.cfg.addr,
+                };
+                self.out.send_msg(conn, hello);
+                self.attach_neighbor(conn, addr, true, now);
+            }
+            ConnRole::Neighbor(_) | ConnRole::Inbound => {}
+        }
+    }
+
+    pub fn closed(&mut self, conn: ConnId, why: Disconnect, now: Millis) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        if let Disconnect::BadFrame(reason) = &why {
+            let remote = c.link.remote;
+            let reason = reason.clone();
+            self.out.log(Event::BadFrame { remote, reason });
+        }
+        self.detach(conn, why.to_string(), now);
+    }
+
+    pub fn message(&mut self, conn: ConnId, msg: Message, now: Millis) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.link.last_heard = now;
+        match (c.role, msg) {
+            (ConnRole::Seed(i), Message::PeerList { peers }) => self.on_peer_list(i, peers, now),
+            (_, Message::LivenessRequest { ts, from }) => self.on_liveness_request(conn, ts, from),
+            (ConnRole::Neighbor(addr), Message::LivenessReply { ts, .. }) => {
+                self.on_liveness_reply(addr, ts)
+            }
+            (ConnRole::Seed(_), Message::LivenessReply { .. }) => {}
+            (ConnRole::Neighbor(addr), Message::Gossip(g)) => self.on_gossip(conn, addr, g, now),
+            (ConnRole::Inbound, Message::Hello { addr }) => self.on_hello(conn, addr, now),
+            // The answering side's hello on a connection we opened.
+            (ConnRole::Neighbor(_), Message::Hello { .. }) => {}
+            (_, other) => {
+                let reason = format!("unexpected {} frame", other.kind());
+                self.protocol_error(conn, reason, now);
+            }
+        }
+    }
+
+    pub fn timer(&mut self, timer: Timer, now: Millis) {
+        match timer {
+            Timer::Gossip if self.gossip_due.is_some_and(|due| now >= due) => {
+                self.create_gossip(now)
+            }
+            Timer::Liveness if now >= self.liveness_due => self.check_liveness(now),
+            Timer::SeedRetry if self.seed_retry_due.is_some_and(|due| now >= due) => {
+                self.retry_seeds(now)
+            }
+            Timer::IdleSweep if now >= self.sweep_due => self.sweep_idle(now),
+            _ => {}
+        }
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.out.pop()
+    }
+
+    // ----- seeds -----
+
+    fn connect_seed(&mut self, i: usize, now: Millis) {
+        let Some(seed) = self.seeds.get_mut(i) else {
+            return;
+        };
+        let conn = self.out.connect(seed.addr);
+        seed.state = SeedState::Pending;
+        seed.conn = Some(conn);
+        let link = Link::new(seed.addr, now);
+        let role = ConnRole::Seed(i);
+        self.conns.insert(conn, PeerConn { role, link });
+    }
+
+    fn registered_count(&self) -> usize {
+        self.registered_seeds().count()
+    }
+
+    fn has_majority(&self) -> bool {
+        self.registered_count() >= self.cfg.majority()
+    }
+
+    fn on_peer_list(&mut self, i: usize, peers: Vec<SocketAddr>, now: Millis) {
+        let Some(seed) = self.seeds.get_mut(i) else {
+            return;
+        };
+        seed.state = SeedState::Registered;
+        seed.backoff = self.cfg.seed_retry_min;
+        seed.was_registered = true;
+        let from = seed.addr;
+        for p in &peers {
+            if *p != self.cfg.addr && self.candidates.len() < self.cfg.max_candidates {
+                self.candidates.insert(*p);
+            }
+        }
+        self.out.log(Event::PeerListReceived { from, peers });
+        self.top_up_neighbors(now);
+    }
+
+    /// A seed connection failed or ended: back off and retry while it is needed.
+    fn seed_lost(&mut self, i: usize, error: String, now: Millis) {
+        let needed = !self.has_majority();
+        let Some(seed) = self.seeds.get_mut(i) else {
+            return;
+        };
+        seed.conn = None;
+        if !needed && !seed.was_registered {
+            seed.state = SeedState::Idle;
+            return;
+        }
+        let jitter = self.rng.random_range(0..=seed.backoff / 4);
+        let retry_ms = seed.backoff + jitter;
+        seed.state = SeedState::Backoff {
+            retry_at: now + retry_ms,
+        };
+        seed.backoff = (seed.backoff * 2).min(self.cfg.seed_retry_max);
+        let seed = seed.addr;
+        self.out.log(Event::SeedUnreachable {
+            seed,
+            error,
+            retry_ms,
+        });
+        if needed {
+            self.try_spare_seed(now);
+        }
+        self.arm_seed_retry();
+    }
+
+    /// Contacts a seed never tried so far, if the majority still lacks answers.
+    fn try_spare_seed(&mut self, now: Millis) {
+        let in_flight = self
+            .seeds
+            .iter()
+            .filter(|s| matches!(s.state, SeedState::Pending | SeedState::Registered))
+            .count();
+        if in_flight >= self.cfg.majority() {
+            return;
+        }
+        let spares: Vec<usize> = (0..self.seeds.len())
+            .filter(|&i| {
+                self.seeds
+                    .get(i)
+                    .is_some_and(|s| s.state == SeedState::Idle)
+            })
+            .collect();
+        if let Some(&i) = spares.choose(&mut self.rng) {
+            self.connect_seed(i, now);
+        }
+    }
+
+    fn arm_seed_retry(&mut self) {
+        let next = self
+            .seeds
+            .iter()
+            .filter_map(|s| match s.state {
+                SeedState::Backoff { retry_at } => Some(retry_at),
+                _ => None,
+            })
+            .min();
+        if let Some(at) = next {
+            if self.seed_retry_due.is_none_or(|due| at < due) {
+                self.seed_retry_due = Some(at);
+                self.out.timer(at, Timer::SeedRetry);
+            }
+        }
+    }
+
+    fn retry_seeds(&mut self, now: Millis) {
+        self.seed_retry_due = None;
+        let needed = !self.has_majority();
+        for i in 0..self.seeds.len() {
+            let Some(seed) = self.seeds.get_mut(i) else {
+                continue;
+            };
+            if let SeedState::Backoff { retry_at } = seed.state {
+                if retry_at <= now && (needed || seed.was_registered) {
+                    self.connect_seed(i, now);
+                } else if retry_at <= now {
+                    seed.state = SeedState::Idle;
+                }
+            }
+        }
+        self.arm_seed_retry();
+    }
+
+    // ----- neighbours -----
+
+    /// Dials random candidates until `max_neighbors` outgoing connections are open or
+    /// pending. True when slots stay empty for want of candidates.
+    fn top_up_neighbors(&mut self, now: Millis) -> bool {
+        if !self.has_majority() {
+            return false;
+        }
+        let dialing: BTreeSet<SocketAddr> = self
+            .conns
+            .values()
+            .filter_map(|c| match c.role {
+                ConnRole::Dialing(a) => Some(a),
+                _ => None,
+            })
+            .collect();
+        let outgoing = self.neighbors.values().filter(|n| n.outgoing).count() + dialing.len();
+        let want = self.cfg.max_neighbors.saturating_sub(outgoing);
+        if want == 0 {
+            return false;
+        }
+        let fresh: Vec<SocketAddr> = self
+            .candidates
+            .iter()
+            .filter(|a| !self.neighbors.contains_key(a) && !dialing.contains(a))
+            .copied()
+            .collect();
+        let short = fresh.len() < want;
+        for addr in fresh.choose_multiple(&mut self.rng, want).copied() {
+            let conn = self.out.connect(addr);
+            let link = Link::new(addr, now);
+            let role = ConnRole::Dialing(addr);
+            self.conns.insert(conn, PeerConn { role, link });
+        }
+        short
+    }
+
+    fn on_hello(&mut self, conn: ConnId, addr: SocketAddr, now: Millis) {
+        if addr == self.cfg.addr {
+            self.protocol_error(conn, "hello names our own address".into(), now);
+            return;
+        }
+        let hello = Message::Hello {
+            addr: self.cfg.addr,
+        };
+        self.out.send_msg(conn, hello);
+        self.attach_neighbor(conn, addr, false, now);
+    }
+
+    /// Makes `conn` the connection to neighbour `addr`. When two live connections join the
+    /// same pair, both ends keep the one opened by the smaller address.
+    fn attach_neighbor(&mut self, conn: ConnId, addr: SocketAddr, outgoing: bool, now: Millis) {
+        let me = self.cfg.addr;
+        if let Some(n) = self.neighbors.get(&addr) {
+            if let Some(old) = n.conn {
+                let opener = |out: bool| if out { me } else { addr };
+                let keep_old =
+                    opener(n.outgoing) != opener(outgoing) && opener(n.outgoing) == me.min(addr);
+                let loser = if keep_old { conn } else { old };
+                self.conns.remove(&loser);
+                self.out.close(loser);
+                if keep_old {
+                    return;
+                }
+            }
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.role = ConnRole::Neighbor(addr);
+            c.link.last_heard = now;
+        }
+        let n = Neighbor {
+            conn: Some(conn),
+            outgoing,
+            awaiting_reply: false,
+            misses: 0,
+        };
+        self.neighbors.insert(addr, n);
+        self.out.log(Event::NeighborConnected { addr });
+        if self.gossip_due.is_none() && self.stats.gossip_created < self.cfg.messages {
+            self.arm_gossip(now);
+        }
+    }
+
+    /// Forgets a connection the core no longer has, and what depended on it.
+    fn detach(&mut self, conn: ConnId, reason: String, now: Millis) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        match c.role {
+            ConnRole::Seed(i) => self.seed_lost(i, reason, now),
+            ConnRole::Dialing(addr) => {
+                self.out.log(Event::ConnectFailed {
+                    addr,
+                    error: reason,
+                });
+                self.candidates.remove(&addr);
+                self.top_up_neighbors(now);
+            }
+            ConnRole::Neighbor(addr) => {
+                if let Some(n) = self.neighbors.get_mut(&addr) {
+                    if n.conn == Some(conn) {
+                        n.conn = None;
+                        self.out.log(Event::NeighborLost { addr, reason });
+                    }
+                }
+            }
+            ConnRole::Inbound => {}
+        }
+    }
+
+    fn protocol_error(&mut self, conn: ConnId, reason: String, now: Millis) {
+        if let Some(c) = self.conns.get(&conn) {
+            let remote = c.link.remote;
+            self.out.log(Event::BadFrame {
+                remote,
+                reason: reason.clone(),
+            });
+            self.out.close(conn);
+            self.detach(conn, reason, now);
+        }
+    }
+
+    // ----- gossip -----
+
+    fn arm_gossip(&mut self, now: Millis) {
+        let due = now + self.cfg.gossip_interval;
+        self.gossip_due = Some(due);
+        self.out.timer(due, Timer::Gossip);
+    }
+
+    fn live_neighbor_conns(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.neighbors.values().filter_map(|n| n.conn)
+    }
+
+    fn create_gossip(&mut self, now: Millis) {
+        self.gossip_due = None;
+        if self.live_neighbor_conns().next().is_none() {
+            // Nobody to tell: keep the message for when a neighbour is back.
+            self.arm_gossip(now);
+            return;
+        }
+        let seq = self.stats.gossip_created + 1;
+        let origin = self.cfg.addr;
+        let text = gossip_text(now, origin, seq);
+        self.seen.first_sight((origin, seq), now, now);
+        self.stats.gossip_created = seq;
+        self.out.log(Event::GossipCreated {
+            origin,
+            seq,
+            text: text.clone(),
+        });
+        let gossip = Gossip {
+            origin,
+            seq,
+            ts: now,
+            text,
+            hops: 1,
+            payload: None,
+        };
+        self.broadcast(Arc::new(Message::Gossip(gossip)), None);
+        if seq < self.cfg.messages {
+            self.arm_gossip(now);
+        }
+    }
+
+    fn on_gossip(&mut self, conn: ConnId, from: SocketAddr, mut g: Gossip, now: Millis) {
+        self.stats.gossip_frames_received += 1;
+        if !self.seen.first_sight((g.origin, g.seq), g.ts, now) {
+            return;
+        }
+        self.stats.gossip_first_receipts += 1;
+        self.out.log(Event::GossipReceived {
+            origin: g.origin,
+            seq: g.seq,
+            text: g.text.clone(),
+            from,
+            hops: g.hops,
+            created_ts: g.ts,
+        });
+        g.hops = g.hops.saturating_add(1);
+        self.broadcast(Arc::new(Message::Gossip(g)), Some(conn));
+    }
+
+    fn broadcast(&mut self, msg: Arc<Message>, except: Option<ConnId>) {
+        let targets: Vec<ConnId> = self
+            .live_neighbor_conns()
+            .filter(|c| Some(*c) != except)
+            .collect();
+        self.stats.gossip_frames_sent += targets.len() as u64;
+        for conn in targets {
+            self.out.send(conn, Arc::clone(&msg));
+        }
+    }
+
+    // ----- liveness -----
+
+    fn on_liveness_request(&mut self, conn: ConnId, ts: Millis, from: SocketAddr) {
+        self.out.log(Event::LivenessRequest {
+            from,
+            request_ts: ts,
+        });
+        let reply = Message::LivenessReply {
+            ts,
+            from,
+            to: self.cfg.addr,
+        };
+        self.out.send_msg(conn, reply);
+    }
+
+    fn on_liveness_reply(&mut self, addr: SocketAddr, ts: Millis) {
+        if let Some(n) = self.neighbors.get_mut(&addr) {
+            n.awaiting_reply = false;
+            n.misses = 0;
+        }
+        self.out.log(Event::LivenessReply {
+            from: addr,
+            request_ts: ts,
+        });
+    }
+
+    fn check_liveness(&mut self, now: Millis) {
+        self.liveness_due = now + self.cfg.liveness_interval;
+        self.out.timer(self.liveness_due, Timer::Liveness);
+        let me = self.cfg.addr;
+        let limit = self.cfg.liveness_misses;
+        let mut dead = Vec::new();
+        for (addr, n) in self.neighbors.iter_mut() {
+            if n.awaiting_reply || n.conn.is_none() {
+                n.misses += 1;
+                let (addr, misses) = (*addr, n.misses);
+                self.out.log(Event::LivenessMiss { addr, misses });
+                if misses >= limit {
+                    dead.push(addr);
+                    continue;
+                }
+            }
+            if let Some(conn) = n.conn {
+                let req = Message::LivenessRequest { ts: now, from: me };
+                self.out.send_msg(conn, req);
+                n.awaiting_reply = true;
+            }
+        }
+        for addr in dead {
+            self.report_dead(addr, now);
+        }
+        if self.top_up_neighbors(now) {
+            self.refresh_peer_list();
+        }
+    }
+
+    /// Asks one registered seed for a fresh peer list (registering again is idempotent).
+    fn refresh_peer_list(&mut self) {
+        let conns: Vec<ConnId> = self
+            .seeds
+            .iter()
+            .filter(|s| s.state == SeedState::Registered)
+            .filter_map(|s| s.conn)
+            .collect();
+        if let Some(&conn) = conns.choose(&mut self.rng) {
+            let register = Message::Register {
+                addr: self.cfg.addr,
+            };
+            self.out.send_msg(conn, register);
+        }
+    }
+
+    /// Logs the dead node, tells every seed we registered with, and forgets the neighbour.
+    fn report_dead(&mut self, addr: SocketAddr, now: Millis) {
+        self.out.log(Event::DeadNodeReported { addr });
+        let report = Arc::new(Message::DeadNode {
+            addr,
+            ts: now,
+            reporter: self.cfg.addr,
+        });
+        let seed_conns: Vec<ConnId> = self
+            .seeds
+            .iter()
+            .filter(|s| s.state == SeedState::Registered)
+            .filter_map(|s| s.conn)
+            .collect();
+        for conn in seed_conns {
+            self.out.send(conn, Arc::clone(&report));
+        }
+        if let Some(conn) = self.neighbors.remove(&addr).and_then(|n| n.conn) {
+            self.conns.remove(&conn);
+            self.out.close(conn);
+        }
+        self.candidates.remove(&addr);
+    }
+
+    fn sweep_idle(&mut self, now: Millis) {
+        self.sweep_due = now + sweep_period(self.cfg.idle_timeout);
+        self.out.timer(self.sweep_due, Timer::IdleSweep);
+        let timeout = self.cfg.idle_timeout;
+        let idle: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.link.is_idle(now, timeout))
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in idle {
+            self.protocol_error(conn, format!("no frame for {timeout} ms"), now);
+        }
+    }
+}

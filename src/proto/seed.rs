@@ -1,0 +1,304 @@
+//! The seed state machine: keeps the peer list, answers registrations, drops dead peers.
+//!
+//! Pure: no sockets, no clock. A seed also checks the liveness of the peers registered
+//! with it over their registration connections, so a peer that dies is dropped from every
+//! seed's list even when no neighbour of it reported to this seed.
+
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+
+use super::{
+    sweep_period, Action, ConnId, Disconnect, Event, Link, Message, Millis, Outbox, Timer,
+};
+
+/// A seed's settings.
+#[derive(Debug, Clone)]
+pub struct SeedConfig {
+    /// The seed's listening address.
+    pub addr: SocketAddr,
+    /// At most this many peers in one `peer_list` answer (a uniform sample past it).
+    pub peer_list_max: usize,
+    pub liveness_interval: Millis,
+    pub liveness_misses: u32,
+    /// A connection silent this long is closed.
+    pub idle_timeout: Millis,
+}
+
+impl SeedConfig {
+    pub fn new(addr: SocketAddr) -> Self {
+        SeedConfig {
+            addr,
+            peer_list_max: 256,
+            liveness_interval: 13_000,
+            liveness_misses: 3,
+            idle_timeout: 5 * 13_000,
+        }
+    }
+}
+
+/// A peer on the list.
+#[derive(Debug)]
+struct Registration {
+    /// Position in `SeedCore::list`.
+    index: usize,
+    /// The connection it registered on, while open.
+    conn: Option<ConnId>,
+    awaiting_reply: bool,
+    misses: u32,
+}
+
+#[derive(Debug)]
+struct SeedConn {
+    link: Link,
+    /// The peer that registered on this connection.
+    peer: Option<SocketAddr>,
+}
+
+/// The seed core.
+#[derive(Debug)]
+pub struct SeedCore {
+    cfg: SeedConfig,
+    rng: SmallRng,
+    out: Outbox,
+    /// The peer list, in a Vec so a uniform sample is cheap.
+    list: Vec<SocketAddr>,
+    registered: HashMap<SocketAddr, Registration>,
+    conns: BTreeMap<ConnId, SeedConn>,
+    liveness_due: Millis,
+    sweep_due: Millis,
+}
+
+impl SeedCore {
+    pub fn new(cfg: SeedConfig, rng_seed: u64) -> Self {
+        SeedCore {
+            cfg,
+            rng: SmallRng::seed_from_u64(rng_seed),
+            out: Outbox::default(),
+            list: Vec::new(),
+            registered: HashMap::new(),
+            conns: BTreeMap::new(),
+            liveness_due: 0,
+            sweep_due: 0,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.cfg.addr
+    }
+
+    /// The live peers this seed knows, in registration order (removals swap).
+    pub fn peers(&self) -> &[SocketAddr] {
+        &self.list
+    }
+
+    pub fn start(&mut self, now: Millis) {
+        self.liveness_due = now + self.cfg.liveness_interval;
+        self.out.timer(self.liveness_due, Timer::Liveness);
+        self.sweep_due = now + sweep_period(self.cfg.idle_timeout);
+        self.out.timer(self.sweep_due, Timer::IdleSweep);
+    }
+
+    pub fn accept(&mut self, remote: SocketAddr, now: Millis) -> ConnId {
+        let conn = self.out.new_conn();
+        let link = Link::new(remote, now);
+        self.conns.insert(conn, SeedConn { link, peer: None });
+        conn
+    }
+
+    /// Seeds never connect out, so this never happens; it is ignored.
+    pub fn connected(&mut self, _conn: ConnId, _now: Millis) {}
+
+    pub fn closed(&mut self, conn: ConnId, why: Disconnect, _now: Millis) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        if let Disconnect::BadFrame(reason) = why {
+            self.out.log(Event::BadFrame {
+                remote: c.link.remote,
+                reason,
+            });
+        }
+        self.forget_conn(conn, c.peer);
+    }
+
+    pub fn message(&mut self, conn: ConnId, msg: Message, now: Millis) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.link.last_heard = now;
+        match msg {
+            Message::Register { addr } => self.on_register(conn, addr),
+            Message::DeadNode { addr, ts, reporter } => self.on_dead_node(addr, ts, reporter),
+            Message::LivenessReply { .. } => self.on_liveness_reply(conn),
+            Message::LivenessRequest { ts, from } => {
+                let reply = Message::LivenessReply {
+                    ts,
+                    from,
+                    to: self.cfg.addr,
+                };
+                self.out.send_msg(conn, reply);
+            }
+            other => self.protocol_error(conn, format!("unexpected {} frame", other.kind())),
+        }
+    }
+
+    pub fn timer(&mut self, timer: Timer, now: Millis) {
+        match timer {
+            Timer::Liveness if now >= self.liveness_due => self.check_liveness(now),
+            Timer::IdleSweep if now >= self.sweep_due => self.sweep_idle(now),
+            _ => {}
+        }
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.out.pop()
+    }
+
+    fn on_register(&mut self, conn: ConnId, addr: SocketAddr) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.peer = Some(addr);
+        }
+        if let Some(reg) = self.registered.get_mut(&addr) {
+            // Registering again (a restart or a new connection): same entry, fresh state.
+            reg.conn = Some(conn);
+            reg.awaiting_reply = false;
+            reg.misses = 0;
+        } else {
+            self.registered.insert(
+                addr,
+                Registration {
+                    index: self.list.len(),
+                    conn: Some(conn),
+                    awaiting_reply: false,
+                    misses: 0,
+                },
+            );
+            self.list.push(addr);
+            self.out.log(Event::PeerRegistered { peer: addr });
+        }
+        let peers = self.peer_list_for(addr);
+        self.out.send_msg(conn, Message::PeerList { peers });
+    }
+
+    /// Every live peer but `asker`, or a uniform sample of `peer_list_max` of them.
+    fn peer_list_for(&mut self, asker: SocketAddr) -> Vec<SocketAddr> {
+        let max = self.cfg.peer_list_max;
+        let others = self.list.len() - usize::from(self.registered.contains_key(&asker));
+        if others <= max {
+            return self.list.iter().copied().filter(|p| *p != asker).collect();
+        }
+        let picks = rand::seq::index::sample(&mut self.rng, self.list.len(), max + 1);
+        picks
+            .into_iter()
+            .filter_map(|i| self.list.get(i).copied())
+            .filter(|p| *p != asker)
+            .take(max)
+            .collect()
+    }
+
+    fn on_dead_node(&mut self, addr: SocketAddr, report_ts: Millis, reporter: SocketAddr) {
+        self.out.log(Event::DeadNodeReceived {
+            addr,
+            reporter,
+            report_ts,
+        });
+        self.remove(addr, format!("reported dead by {reporter}"));
+    }
+
+    fn on_liveness_reply(&mut self, conn: ConnId) {
+        let peer = self.conns.get(&conn).and_then(|c| c.peer);
+        if let Some(reg) = peer.and_then(|p| self.registered.get_mut(&p)) {
+            if reg.conn == Some(conn) {
+                reg.awaiting_reply = false;
+                reg.misses = 0;
+            }
+        }
+    }
+
+    /// Drops `addr` from the peer list (idempotent).
+    fn remove(&mut self, addr: SocketAddr, reason: String) {
+        let Some(reg) = self.registered.remove(&addr) else {
+            return;
+        };
+        self.list.swap_remove(reg.index);
+        if let Some(moved) = self.list.get(reg.index).copied() {
+            if let Some(m) = self.registered.get_mut(&moved) {
+                m.index = reg.index;
+            }
+        }
+        self.out.log(Event::PeerRemoved { addr, reason });
+    }
+
+    fn check_liveness(&mut self, now: Millis) {
+        self.liveness_due = now + self.cfg.liveness_interval;
+        self.out.timer(self.liveness_due, Timer::Liveness);
+        let mut dead = Vec::new();
+        for addr in &self.list {
+            let Some(reg) = self.registered.get_mut(addr) else {
+                continue;
+            };
+            if reg.awaiting_reply || reg.conn.is_none() {
+                reg.misses += 1;
+                self.out.log(Event::LivenessMiss {
+                    addr: *addr,
+                    misses: reg.misses,
+                });
+                if reg.misses >= self.cfg.liveness_misses {
+                    dead.push(*addr);
+                    continue;
+                }
+            }
+            if let Some(conn) = reg.conn {
+                let req = Message::LivenessRequest {
+                    ts: now,
+                    from: self.cfg.addr,
+                };
+                self.out.send_msg(conn, req);
+                reg.awaiting_reply = true;
+            }
+        }
+        for addr in dead {
+            let misses = self.cfg.liveness_misses;
+            self.remove(addr, format!("missed {misses} liveness checks"));
+        }
+    }
+
+    fn sweep_idle(&mut self, now: Millis) {
+        self.sweep_due = now + sweep_period(self.cfg.idle_timeout);
+        self.out.timer(self.sweep_due, Timer::IdleSweep);
+        let timeout = self.cfg.idle_timeout;
+        let idle: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.link.is_idle(now, timeout))
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in idle {
+            self.protocol_error(conn, format!("no frame for {timeout} ms"));
+        }
+    }
+
+    /// Logs a warning naming the remote, closes the connection, keeps the node running.
+    fn protocol_error(&mut self, conn: ConnId, reason: String) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        self.out.log(Event::BadFrame {
+            remote: c.link.remote,
+            reason,
+        });
+        self.out.close(conn);
+        self.forget_conn(conn, c.peer);
+    }
+
+    /// The registration keeps its place on the list; liveness decides whether it stays.
+    fn forget_conn(&mut self, conn: ConnId, peer: Option<SocketAddr>) {
+        if let Some(reg) = peer.and_then(|p| self.registered.get_mut(&p)) {
+            if reg.conn == Some(conn) {
+                reg.conn = None;
+            }
+        }
+    }
+}
