@@ -5,7 +5,13 @@
 //! drives the same cores on a virtual network.
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod codec;
+pub mod config;
+pub mod logging;
+pub mod net;
+pub mod procstat;
 pub mod proto;
 pub mod sim;
+pub mod swarm;
 pub mod wheel;

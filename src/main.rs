@@ -1,1 +1,92 @@
-fn main() {}
+//! The `gossipd` binary: parses flags, binds, and runs one seed, one peer or a swarm.
+//! Errors are reported here, in one line, with exit code 2.
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use gossipd::cli::{Cli, Command, CommonArgs, PeerArgs, SeedArgs};
+use gossipd::logging::{self, NodeLog};
+use gossipd::net::{listener, Driver};
+use gossipd::proto::{Node, PeerCore, Role, SeedCore};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init_console();
+    let result = match cli.command {
+        Command::Seed(args) => run_seed(&args).map(|()| true),
+        Command::Peer(args) => run_peer(&args).map(|()| true),
+        Command::Swarm(args) => gossipd::swarm::run(&args),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        // A swarm that ended with deliveries missing: its summary says which.
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("gossipd: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_seed(args: &SeedArgs) -> Result<()> {
+    let (listener, addr) = bind(args.listen)?;
+    let core = Node::Seed(SeedCore::new(args.config(addr), args.common.rng_seed()));
+    serve(core, listener, Role::Seed, &args.common)
+}
+
+fn run_peer(args: &PeerArgs) -> Result<()> {
+    if args.listen.ip().is_unspecified() {
+        bail!(
+            "--listen {}: a peer is known by its listening address, so give a concrete IP",
+            args.listen
+        );
+    }
+    let seeds = gossipd::config::read_seeds(&args.config)?;
+    let (listener, addr) = bind(args.listen)?;
+    let core = Node::Peer(PeerCore::new(
+        args.config(addr, seeds),
+        args.common.rng_seed(),
+    ));
+    serve(core, listener, Role::Peer, &args.common)
+}
+
+fn bind(addr: SocketAddr) -> Result<(mio::net::TcpListener, SocketAddr)> {
+    let listener = listener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    Ok((listener, local))
+}
+
+/// Runs one node until Ctrl+C or SIGTERM, then closes its sockets and flushes its logs.
+fn serve(
+    core: Node,
+    listener: mio::net::TcpListener,
+    role: Role,
+    common: &CommonArgs,
+) -> Result<()> {
+    let addr = core.addr();
+    let text = logging::log_path(&common.log_dir, role, addr);
+    let sink = NodeLog::open(&text, common.events.as_deref())
+        .with_context(|| format!("cannot open the log file {}", text.display()))?;
+    let mut driver = Driver::new(sink, common.max_frame).context("cannot create the event loop")?;
+    let (stop, waker) = driver.stopper();
+    ctrlc::set_handler(move || {
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = waker.wake();
+    })
+    .context("cannot install the Ctrl+C handler")?;
+    log::info!(
+        "[{} {addr}] listening; log file {}",
+        role.as_str(),
+        text.display()
+    );
+    driver
+        .add(core, listener)
+        .context("cannot register the listener")?;
+    driver.run().context("event loop failed")?;
+    log::info!("[{} {addr}] stopped", role.as_str());
+    Ok(())
+}

@@ -121,7 +121,6 @@ impl Event {
         match self {
             Event::LivenessRequest { .. } | Event::LivenessReply { .. } => Severity::Debug,
             Event::SeedUnreachable { .. }
-            | Event::NeighborLost { .. }
             | Event::ConnectFailed { .. }
             | Event::LivenessMiss { .. }
             | Event::BadFrame { .. } => Severity::Warn,
@@ -165,7 +164,7 @@ impl Event {
                 format!("Liveness check missed by {addr} ({misses} in a row)")
             }
             Event::DeadNodeReported { addr } => format!("Dead Node:{addr}:{now}:{node}"),
-            Event::BadFrame { remote, reason } => format!("Bad frame from {remote}: {reason}"),
+            Event::BadFrame { remote, reason } => format!("Protocol error from {remote}, connection closed: {reason}"),
         }
     }
 }

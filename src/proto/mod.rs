@@ -97,6 +97,9 @@ impl Role {
 }
 
 /// A seed or a peer: one node, as the driver and the simulator host it.
+// Nearly every hosted node is a peer, so boxing the larger variant would add an
+// indirection per node without saving memory.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Node {
     Seed(SeedCore),

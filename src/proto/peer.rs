@@ -345,13 +345,16 @@ impl PeerCore {
 
     /// A seed connection failed or ended: back off and retry while it is needed.
     fn seed_lost(&mut self, i: usize, error: String, now: Millis) {
-        let needed = !self.has_majority();
         let Some(seed) = self.seeds.get_mut(i) else {
             return;
         };
         seed.conn = None;
+        seed.state = SeedState::Idle;
+        let needed = !self.has_majority();
+        let Some(seed) = self.seeds.get_mut(i) else {
+            return;
+        };
         if !needed && !seed.was_registered {
-            seed.state = SeedState::Idle;
             return;
         }
         let jitter = self.rng.random_range(0..=seed.backoff / 4);
@@ -437,14 +440,7 @@ impl PeerCore {
         if !self.has_majority() {
             return false;
         }
-        let dialing: BTreeSet<SocketAddr> = self
-            .conns
-            .values()
-            .filter_map(|c| match c.role {
-                ConnRole::Dialing(a) => Some(a),
-                _ => None,
-            })
-            .collect();
+        let dialing: BTreeSet<SocketAddr> = self.dialing().collect();
         let outgoing = self.neighbors.values().filter(|n| n.outgoing).count() + dialing.len();
         let want = self.cfg.max_neighbors.saturating_sub(outgoing);
         if want == 0 {
@@ -457,11 +453,9 @@ impl PeerCore {
             .copied()
             .collect();
         let short = fresh.len() < want;
-        for addr in fresh.choose_multiple(&mut self.rng, want).copied() {
-            let conn = self.out.connect(addr);
-            let link = Link::new(addr, now);
-            let role = ConnRole::Dialing(addr);
-            self.conns.insert(conn, PeerConn { role, link });
+        let picks: Vec<SocketAddr> = fresh.choose_multiple(&mut self.rng, want).copied().collect();
+        for addr in picks {
+            self.dial(addr, now);
         }
         short
     }
@@ -674,9 +668,39 @@ impl PeerCore {
         for addr in dead {
             self.report_dead(addr, now);
         }
+        self.redial_lost(now);
         if self.top_up_neighbors(now) {
             self.refresh_peer_list();
         }
+    }
+
+    /// Dials again the neighbours we had connected to whose connection dropped: a live one
+    /// answers and is kept (its misses reset); a dead one keeps missing until reported.
+    fn redial_lost(&mut self, now: Millis) {
+        let dialing: BTreeSet<SocketAddr> = self.dialing().collect();
+        let lost: Vec<SocketAddr> = self
+            .neighbors
+            .iter()
+            .filter(|(a, n)| n.outgoing && n.conn.is_none() && !dialing.contains(a))
+            .map(|(a, _)| *a)
+            .collect();
+        for addr in lost {
+            self.dial(addr, now);
+        }
+    }
+
+    fn dialing(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.conns.values().filter_map(|c| match c.role {
+            ConnRole::Dialing(a) => Some(a),
+            _ => None,
+        })
+    }
+
+    fn dial(&mut self, addr: SocketAddr, now: Millis) {
+        let conn = self.out.connect(addr);
+        let link = Link::new(addr, now);
+        let role = ConnRole::Dialing(addr);
+        self.conns.insert(conn, PeerConn { role, link });
     }
 
     /// Asks one registered seed for a fresh peer list (registering again is idempotent).

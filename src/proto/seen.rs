@@ -18,7 +18,8 @@ pub struct SeenCache {
     ttl: Millis,
     capacity: usize,
     ids: HashSet<MessageId>,
-    /// (expiry, id) in insertion order, so expiries are non-decreasing.
+    /// (expiry, id) in insertion order. Expiries are nearly sorted (a future-stamped entry
+    /// may wait behind an earlier one), which only delays its removal.
     order: VecDeque<(Millis, MessageId)>,
 }
 
@@ -42,7 +43,10 @@ impl SeenCache {
             self.evict_oldest();
         }
         self.ids.insert(id);
-        self.order.push_back((now.saturating_add(self.ttl), id));
+        // A message stamped ahead of our clock stays until it is `ttl` old by its own stamp,
+        // so the staleness check above covers it once its entry expires.
+        let expiry = now.max(created_ts).saturating_add(self.ttl);
+        self.order.push_back((expiry, id));
         true
     }
 
@@ -100,6 +104,14 @@ mod tests {
         let mut seen = SeenCache::new(100, 10);
         assert!(seen.first_sight(id(1), 0, 0));
         assert!(!seen.first_sight(id(1), 0, 500));
+    }
+
+    #[test]
+    fn a_message_stamped_in_the_future_is_not_new_again_after_expiry() {
+        let mut seen = SeenCache::new(100, 10);
+        assert!(seen.first_sight(id(1), 1_000, 0));
+        assert!(!seen.first_sight(id(1), 1_000, 150));
+        assert!(!seen.first_sight(id(1), 1_000, 1_050));
     }
 
     #[test]

@@ -1,3 +1,4 @@
 //! One integration-test binary made of modules, so linking stays fast.
 
+mod daemon;
 mod sim_network;
