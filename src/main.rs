@@ -2,7 +2,7 @@
 //! Errors are reported here, in one line, with exit code 2.
 
 use anyhow::{bail, Context, Result};
-use clap::Parser;
+use clap::Parser as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
@@ -12,7 +12,10 @@ use gossipd::net::{listener, Driver};
 use gossipd::proto::{Node, PeerCore, Role, SeedCore};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     logging::init_console();
     let result = match cli.command {
         Command::Seed(args) => run_seed(&args).map(|()| true),
@@ -28,6 +31,26 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Help and version go to stdout as clap prints them; a usage error is one line, exit 2.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
+        _ => {}
+    }
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or_default();
+    eprintln!("gossipd: {first} (see gossipd --help)");
+    ExitCode::from(2)
 }
 
 fn run_seed(args: &SeedArgs) -> Result<()> {

@@ -164,7 +164,9 @@ impl Event {
                 format!("Liveness check missed by {addr} ({misses} in a row)")
             }
             Event::DeadNodeReported { addr } => format!("Dead Node:{addr}:{now}:{node}"),
-            Event::BadFrame { remote, reason } => format!("Protocol error from {remote}, connection closed: {reason}"),
+            Event::BadFrame { remote, reason } => {
+                format!("Protocol error from {remote}, connection closed: {reason}")
+            }
         }
     }
 }

@@ -140,7 +140,14 @@ pub struct PeerCore {
     liveness_due: Millis,
     sweep_due: Millis,
     seed_retry_due: Option<Millis>,
+    /// When to ask a seed for a fresh list next, and the wait after that (in liveness
+    /// intervals), doubled each time a refresh brings nothing new.
+    refresh_due: Millis,
+    refresh_backoff: u64,
 }
+
+/// The longest wait between two peer-list refreshes, in liveness intervals.
+const MAX_REFRESH_BACKOFF: u64 = 16;
 
 impl PeerCore {
     pub fn new(cfg: PeerConfig, rng_seed: u64) -> Self {
@@ -169,6 +176,8 @@ impl PeerCore {
             liveness_due: 0,
             sweep_due: 0,
             seed_retry_due: None,
+            refresh_due: 0,
+            refresh_backoff: 1,
         }
     }
 
@@ -334,10 +343,14 @@ impl PeerCore {
         seed.backoff = self.cfg.seed_retry_min;
         seed.was_registered = true;
         let from = seed.addr;
+        let before = self.candidates.len();
         for p in &peers {
             if *p != self.cfg.addr && self.candidates.len() < self.cfg.max_candidates {
                 self.candidates.insert(*p);
             }
+        }
+        if self.candidates.len() > before {
+            self.refresh_backoff = 1;
         }
         self.out.log(Event::PeerListReceived { from, peers });
         self.top_up_neighbors(now);
@@ -453,7 +466,10 @@ impl PeerCore {
             .copied()
             .collect();
         let short = fresh.len() < want;
-        let picks: Vec<SocketAddr> = fresh.choose_multiple(&mut self.rng, want).copied().collect();
+        let picks: Vec<SocketAddr> = fresh
+            .choose_multiple(&mut self.rng, want)
+            .copied()
+            .collect();
         for addr in picks {
             self.dial(addr, now);
         }
@@ -669,8 +685,11 @@ impl PeerCore {
             self.report_dead(addr, now);
         }
         self.redial_lost(now);
-        if self.top_up_neighbors(now) {
+        let short = self.top_up_neighbors(now);
+        if short && self.neighbors.len() < self.cfg.max_neighbors && now >= self.refresh_due {
             self.refresh_peer_list();
+            self.refresh_due = now + self.refresh_backoff * self.cfg.liveness_interval;
+            self.refresh_backoff = (self.refresh_backoff * 2).min(MAX_REFRESH_BACKOFF);
         }
     }
 
@@ -704,6 +723,7 @@ impl PeerCore {
     }
 
     /// Asks one registered seed for a fresh peer list (registering again is idempotent).
+    /// Runs while the peer has fewer than `max_neighbors` neighbours and no candidate left.
     fn refresh_peer_list(&mut self) {
         let conns: Vec<ConnId> = self
             .seeds
@@ -741,6 +761,8 @@ impl PeerCore {
             self.out.close(conn);
         }
         self.candidates.remove(&addr);
+        self.refresh_backoff = 1;
+        self.refresh_due = now;
     }
 
     fn sweep_idle(&mut self, now: Millis) {
