@@ -12,6 +12,7 @@ pub mod logging;
 pub mod net;
 pub mod procstat;
 pub mod proto;
+pub mod report;
 pub mod sim;
 pub mod swarm;
 pub mod wheel;

@@ -145,6 +145,16 @@ impl Node {
     pub fn message(&mut self, conn: ConnId, msg: Message, now: Millis) {
         dispatch!(self, c => c.message(conn, msg, now))
     }
+    /// A frame shared with other receivers arrived on `conn`: a duplicate gossip is
+    /// dropped without a copy; anything else is handled as [`Node::message`].
+    pub fn deliver(&mut self, conn: ConnId, msg: &Arc<Message>, now: Millis) {
+        if let (Node::Peer(p), Message::Gossip(g)) = (&mut *self, msg.as_ref()) {
+            if p.absorb_duplicate(conn, g, now) {
+                return;
+            }
+        }
+        self.message(conn, Message::clone(msg), now)
+    }
     /// A timer set with [`Action::SetTimer`] is due.
     pub fn timer(&mut self, timer: Timer, now: Millis) {
         dispatch!(self, c => c.timer(timer, now))

@@ -57,7 +57,7 @@ impl PeerConfig {
             seen_capacity: 100_000,
             seed_retry_min: 500,
             seed_retry_max: 30_000,
-            max_candidates: 4_096,
+            max_candidates: 64,
         }
     }
 
@@ -309,6 +309,22 @@ impl PeerCore {
         }
     }
 
+    /// Counts and drops a gossip frame already seen, without taking the message apart;
+    /// false when the frame needs full handling by [`PeerCore::message`].
+    pub fn absorb_duplicate(&mut self, conn: ConnId, g: &Gossip, now: Millis) -> bool {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false;
+        };
+        if !matches!(c.role, ConnRole::Neighbor(_))
+            || self.seen.is_new((g.origin, g.seq), g.ts, now)
+        {
+            return false;
+        }
+        c.link.last_heard = now;
+        self.stats.gossip_frames_received += 1;
+        true
+    }
+
     pub fn poll_action(&mut self) -> Option<Action> {
         self.out.pop()
     }
@@ -343,17 +359,26 @@ impl PeerCore {
         seed.backoff = self.cfg.seed_retry_min;
         seed.was_registered = true;
         let from = seed.addr;
-        let before = self.candidates.len();
-        for p in &peers {
-            if *p != self.cfg.addr && self.candidates.len() < self.cfg.max_candidates {
-                self.candidates.insert(*p);
-            }
-        }
-        if self.candidates.len() > before {
+        if self.merge_candidates(&peers) {
             self.refresh_backoff = 1;
         }
         self.out.log(Event::PeerListReceived { from, peers });
         self.top_up_neighbors(now);
+    }
+
+    /// Adds `peers` to the candidates, keeping a uniform random `max_candidates` of the
+    /// union. True when a new candidate came in.
+    fn merge_candidates(&mut self, peers: &[SocketAddr]) -> bool {
+        let before = self.candidates.clone();
+        let me = self.cfg.addr;
+        self.candidates.extend(peers.iter().filter(|p| **p != me));
+        if self.candidates.len() > self.cfg.max_candidates {
+            let mut all: Vec<SocketAddr> = self.candidates.iter().copied().collect();
+            all.shuffle(&mut self.rng);
+            all.truncate(self.cfg.max_candidates);
+            self.candidates = all.into_iter().collect();
+        }
+        self.candidates.iter().any(|c| !before.contains(c))
     }
 
     /// A seed connection failed or ended: back off and retry while it is needed.

@@ -1,10 +1,18 @@
 //! The Message List: which gossip messages this peer has already seen.
 //!
-//! Bounded in time (an entry expires `ttl` after it was recorded) and in size (past
-//! `capacity` the oldest entry goes first). A message older than `ttl` by its own
-//! timestamp is treated as seen, so an expired entry can never let it circulate again.
+//! Messages are named (origin, seq) and each origin numbers its own 1, 2, 3, ... So the
+//! list keeps, per origin, a 64-message window: a base seq and a bitmap of the seqs seen
+//! above it. Memory grows with the number of origins, not of messages. Every window
+//! expires `ttl` after its origin was last heard of, and a message older than `ttl` by
+//! its own timestamp is treated as seen, so an expired window can never let a message
+//! circulate again. At most `capacity` origins are tracked; past that the window that
+//! would expire first goes.
+//!
+//! A restarted origin numbers from 1 again: a seq already seen but with a timestamp newer
+//! than any before from that origin starts a new incarnation, and anything stamped at or
+//! before the old incarnation's last timestamp is then treated as seen.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use super::Millis;
@@ -12,15 +20,64 @@ use super::Millis;
 /// A message's identity: (origin, seq).
 pub type MessageId = (SocketAddr, u64);
 
+const WINDOW: u64 = 64;
+/// Where a new or slid window puts its base below the newest seq: room for messages that
+/// arrive out of order by this much.
+const REORDER: u64 = 32;
+
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    /// Every seq below `base` counts as seen.
+    base: u64,
+    /// Bit i: seq `base + i` was seen.
+    bits: u64,
+    /// Newest timestamp seen from this origin (this incarnation).
+    max_ts: Millis,
+    /// Messages stamped before this belong to an earlier incarnation (0: none known).
+    min_ts: Millis,
+    /// When the window may be forgotten.
+    expires: Millis,
+}
+
+impl Window {
+    fn new(seq: u64, ts: Millis, min_ts: Millis, expires: Millis) -> Self {
+        let base = seq.saturating_sub(REORDER);
+        Window {
+            base,
+            bits: 1 << (seq - base),
+            max_ts: ts,
+            min_ts,
+            expires,
+        }
+    }
+
+    fn has(&self, seq: u64) -> bool {
+        seq < self.base || (seq - self.base < WINDOW && self.bits & (1 << (seq - self.base)) != 0)
+    }
+
+    /// Marks `seq` seen, sliding the window forward when it lies beyond it.
+    fn mark(&mut self, seq: u64) {
+        if seq - self.base >= WINDOW {
+            let new_base = seq - REORDER;
+            let shift = new_base - self.base;
+            self.bits = if shift >= WINDOW {
+                0
+            } else {
+                self.bits >> shift
+            };
+            self.base = new_base;
+        }
+        self.bits |= 1 << (seq - self.base);
+    }
+}
+
 /// The seen-cache.
 #[derive(Debug)]
 pub struct SeenCache {
     ttl: Millis,
     capacity: usize,
-    ids: HashSet<MessageId>,
-    /// (expiry, id) in insertion order. Expiries are nearly sorted (a future-stamped entry
-    /// may wait behind an earlier one), which only delays its removal.
-    order: VecDeque<(Millis, MessageId)>,
+    windows: HashMap<SocketAddr, Window>,
+    next_sweep: Millis,
 }
 
 impl SeenCache {
@@ -28,45 +85,79 @@ impl SeenCache {
         SeenCache {
             ttl,
             capacity: capacity.max(1),
-            ids: HashSet::new(),
-            order: VecDeque::new(),
+            windows: HashMap::new(),
+            next_sweep: 0,
+        }
+    }
+
+    /// Whether (origin, seq) stamped `ts` would be new now, without recording it.
+    pub fn is_new(&self, (origin, seq): MessageId, ts: Millis, now: Millis) -> bool {
+        if ts.saturating_add(self.ttl) < now {
+            return false;
+        }
+        match self.windows.get(&origin) {
+            None => true,
+            Some(w) if w.expires <= now => true,
+            Some(w) => ts >= w.min_ts && (!w.has(seq) || ts > w.max_ts),
         }
     }
 
     /// Records `id` if it is new and fresh; true when the message is seen for the first time.
-    pub fn first_sight(&mut self, id: MessageId, created_ts: Millis, now: Millis) -> bool {
-        self.expire(now);
-        if created_ts.saturating_add(self.ttl) < now || self.ids.contains(&id) {
+    pub fn first_sight(&mut self, id: MessageId, ts: Millis, now: Millis) -> bool {
+        self.sweep(now);
+        if !self.is_new(id, ts, now) {
             return false;
         }
-        if self.ids.len() >= self.capacity {
-            self.evict_oldest();
+        let (origin, seq) = id;
+        let expires = now.max(ts).saturating_add(self.ttl);
+        match self.windows.get_mut(&origin) {
+            Some(w) if w.expires > now && w.has(seq) => {
+                // Seen seq, newer stamp: the origin restarted.
+                *w = Window::new(seq, ts, w.max_ts + 1, expires);
+            }
+            Some(w) if w.expires > now => {
+                w.mark(seq);
+                w.max_ts = w.max_ts.max(ts);
+                w.expires = w.expires.max(expires);
+            }
+            _ => {
+                self.make_room(&origin);
+                self.windows
+                    .insert(origin, Window::new(seq, ts, 0, expires));
+            }
         }
-        self.ids.insert(id);
-        // A message stamped ahead of our clock stays until it is `ttl` old by its own stamp,
-        // so the staleness check above covers it once its entry expires.
-        let expiry = now.max(created_ts).saturating_add(self.ttl);
-        self.order.push_back((expiry, id));
         true
     }
 
+    /// Origins tracked.
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.windows.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.windows.is_empty()
     }
 
-    fn expire(&mut self, now: Millis) {
-        while self.order.front().is_some_and(|(exp, _)| *exp <= now) {
-            self.evict_oldest();
+    /// Drops expired windows, at most once per quarter TTL.
+    fn sweep(&mut self, now: Millis) {
+        if now < self.next_sweep {
+            return;
         }
+        self.next_sweep = now.saturating_add(self.ttl / 4);
+        self.windows.retain(|_, w| w.expires > now);
     }
 
-    fn evict_oldest(&mut self) {
-        if let Some((_, id)) = self.order.pop_front() {
-            self.ids.remove(&id);
+    fn make_room(&mut self, origin: &SocketAddr) {
+        if self.windows.len() < self.capacity || self.windows.contains_key(origin) {
+            return;
+        }
+        let first = self
+            .windows
+            .iter()
+            .min_by_key(|(_, w)| w.expires)
+            .map(|(a, _)| *a);
+        if let Some(a) = first {
+            self.windows.remove(&a);
         }
     }
 }
@@ -75,8 +166,12 @@ impl SeenCache {
 mod tests {
     use super::*;
 
+    fn origin(n: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], n))
+    }
+
     fn id(n: u64) -> MessageId {
-        ("127.0.0.1:9000".parse().unwrap(), n)
+        (origin(9000), n)
     }
 
     #[test]
@@ -85,25 +180,46 @@ mod tests {
         assert!(seen.first_sight(id(1), 0, 0));
         assert!(!seen.first_sight(id(1), 0, 5));
         assert!(seen.first_sight(id(2), 0, 5));
+        assert!(!seen.first_sight(id(2), 0, 6));
     }
 
     #[test]
-    fn entries_expire_after_ttl() {
-        let mut seen = SeenCache::new(100, 10);
-        seen.first_sight(id(1), 0, 0);
-        seen.first_sight(id(2), 50, 50);
-        assert!(
-            !seen.first_sight(id(3), 0, 101),
-            "too old by its own timestamp"
+    fn messages_arriving_out_of_order_are_each_new_once() {
+        let mut seen = SeenCache::new(10_000, 10);
+        for seq in [5, 3, 9, 1, 2, 4, 8, 6, 7] {
+            assert!(seen.first_sight(id(seq), 0, 1), "seq {seq}");
+        }
+        for seq in 1..=9 {
+            assert!(!seen.first_sight(id(seq), 0, 2), "seq {seq} again");
+        }
+    }
+
+    #[test]
+    fn a_long_run_of_messages_slides_the_window_without_readmitting_any() {
+        let mut seen = SeenCache::new(1_000_000, 10);
+        for seq in 1..=1_000 {
+            assert!(seen.first_sight(id(seq), seq, seq));
+        }
+        for seq in 1..=1_000 {
+            assert!(!seen.first_sight(id(seq), seq, 1_001), "seq {seq} again");
+        }
+        assert_eq!(
+            seen.len(),
+            1,
+            "one window per origin, not one entry per message"
         );
-        assert_eq!(seen.len(), 1, "id 1 expired, id 2 still held");
     }
 
     #[test]
-    fn a_message_older_than_ttl_is_never_new_again() {
+    fn windows_expire_after_ttl_and_old_messages_stay_seen() {
         let mut seen = SeenCache::new(100, 10);
         assert!(seen.first_sight(id(1), 0, 0));
-        assert!(!seen.first_sight(id(1), 0, 500));
+        assert!(
+            !seen.first_sight(id(1), 0, 500),
+            "too old by its own timestamp"
+        );
+        assert!(seen.first_sight(id(2), 500, 500));
+        assert_eq!(seen.len(), 1, "the first window expired and was swept");
     }
 
     #[test]
@@ -115,12 +231,34 @@ mod tests {
     }
 
     #[test]
-    fn capacity_evicts_the_oldest() {
+    fn a_restarted_origin_is_a_new_incarnation() {
+        let mut seen = SeenCache::new(100_000, 10);
+        assert!(seen.first_sight(id(1), 1_000, 1_000));
+        assert!(seen.first_sight(id(2), 2_000, 2_000));
+        // Restarted at 5_000: numbers from 1 again, with newer stamps.
+        assert!(seen.first_sight(id(1), 5_000, 5_000));
+        assert!(!seen.first_sight(id(1), 5_000, 5_001));
+        assert!(
+            !seen.first_sight(id(2), 2_000, 5_002),
+            "the old incarnation's message 2"
+        );
+        assert!(seen.first_sight(id(2), 6_000, 6_000));
+    }
+
+    #[test]
+    fn capacity_bounds_the_origins_tracked() {
         let mut seen = SeenCache::new(1_000_000, 3);
         for n in 0..10 {
-            assert!(seen.first_sight(id(n), 0, n));
+            assert!(seen.first_sight((origin(n), 1), u64::from(n), u64::from(n)));
         }
         assert_eq!(seen.len(), 3);
-        assert!(!seen.first_sight(id(9), 0, 20));
+        assert!(!seen.first_sight((origin(9), 1), 9, 20));
+    }
+
+    #[test]
+    fn is_new_does_not_record() {
+        let seen = SeenCache::new(1000, 10);
+        assert!(seen.is_new(id(1), 0, 0));
+        assert!(seen.is_new(id(1), 0, 0));
     }
 }

@@ -244,7 +244,7 @@ impl<O: Observer> Sim<O> {
             }
             Input::Deliver(conn, msg) => {
                 self.frames_delivered += 1;
-                n.core.message(conn, (*msg).clone(), now)
+                n.core.deliver(conn, &msg, now)
             }
             Input::Accept { from, from_conn } => {
                 let remote = self.nodes.get(from).map(|f| f.core.addr());
