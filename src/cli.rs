@@ -27,6 +27,8 @@ pub enum Command {
     Peer(PeerArgs),
     /// Run seeds and peers inside this process on 127.0.0.1 and report each message's spread.
     Swarm(crate::swarm::SwarmArgs),
+    /// Run the same seed and peer cores on a simulated network with a virtual clock.
+    Sim(crate::sim::SimArgs),
 }
 
 /// Parses `5s`, `200ms`, `1m`, `1h 30m` into milliseconds (at least 1 ms).

@@ -14,5 +14,6 @@ pub mod procstat;
 pub mod proto;
 pub mod report;
 pub mod sim;
+pub mod stress;
 pub mod swarm;
 pub mod wheel;

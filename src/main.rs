@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         Command::Seed(args) => run_seed(&args).map(|()| true),
         Command::Peer(args) => run_peer(&args).map(|()| true),
         Command::Swarm(args) => gossipd::swarm::run(&args),
+        Command::Sim(args) => gossipd::sim::run(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

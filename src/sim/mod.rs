@@ -14,6 +14,18 @@ use std::sync::Arc;
 
 use crate::proto::{Action, ConnId, Disconnect, Event, Message, Millis, Node, Timer};
 
+/// `gossipd sim` flags (being written).
+#[derive(Debug, clap::Args)]
+pub struct SimArgs {
+    #[command(flatten)]
+    pub stress: crate::stress::StressArgs,
+}
+
+/// Runs `gossipd sim` (being written).
+pub fn run(_args: &SimArgs) -> anyhow::Result<bool> {
+    anyhow::bail!("gossipd sim is not written yet")
+}
+
 /// The virtual network's behaviour.
 #[derive(Debug, Clone)]
 pub struct NetModel {

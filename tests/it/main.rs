@@ -2,3 +2,5 @@
 
 mod daemon;
 mod sim_network;
+mod sim_report;
+mod swarm;

@@ -6,10 +6,13 @@
 
 use rand::rngs::SmallRng;
 use rand::seq::{IndexedRandom, SliceRandom};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+mod liveness;
+mod seeds;
 
 use super::message::gossip_text;
 use super::seen::SeenCache;
@@ -329,147 +332,6 @@ impl PeerCore {
         self.out.pop()
     }
 
-    // ----- seeds -----
-
-    fn connect_seed(&mut self, i: usize, now: Millis) {
-        let Some(seed) = self.seeds.get_mut(i) else {
-            return;
-        };
-        let conn = self.out.connect(seed.addr);
-        seed.state = SeedState::Pending;
-        seed.conn = Some(conn);
-        let link = Link::new(seed.addr, now);
-        let role = ConnRole::Seed(i);
-        self.conns.insert(conn, PeerConn { role, link });
-    }
-
-    fn registered_count(&self) -> usize {
-        self.registered_seeds().count()
-    }
-
-    fn has_majority(&self) -> bool {
-        self.registered_count() >= self.cfg.majority()
-    }
-
-    fn on_peer_list(&mut self, i: usize, peers: Vec<SocketAddr>, now: Millis) {
-        let Some(seed) = self.seeds.get_mut(i) else {
-            return;
-        };
-        seed.state = SeedState::Registered;
-        seed.backoff = self.cfg.seed_retry_min;
-        seed.was_registered = true;
-        let from = seed.addr;
-        if self.merge_candidates(&peers) {
-            self.refresh_backoff = 1;
-        }
-        self.out.log(Event::PeerListReceived { from, peers });
-        self.top_up_neighbors(now);
-    }
-
-    /// Adds `peers` to the candidates, keeping a uniform random `max_candidates` of the
-    /// union. True when a new candidate came in.
-    fn merge_candidates(&mut self, peers: &[SocketAddr]) -> bool {
-        let before = self.candidates.clone();
-        let me = self.cfg.addr;
-        self.candidates.extend(peers.iter().filter(|p| **p != me));
-        if self.candidates.len() > self.cfg.max_candidates {
-            let mut all: Vec<SocketAddr> = self.candidates.iter().copied().collect();
-            all.shuffle(&mut self.rng);
-            all.truncate(self.cfg.max_candidates);
-            self.candidates = all.into_iter().collect();
-        }
-        self.candidates.iter().any(|c| !before.contains(c))
-    }
-
-    /// A seed connection failed or ended: back off and retry while it is needed.
-    fn seed_lost(&mut self, i: usize, error: String, now: Millis) {
-        let Some(seed) = self.seeds.get_mut(i) else {
-            return;
-        };
-        seed.conn = None;
-        seed.state = SeedState::Idle;
-        let needed = !self.has_majority();
-        let Some(seed) = self.seeds.get_mut(i) else {
-            return;
-        };
-        if !needed && !seed.was_registered {
-            return;
-        }
-        let jitter = self.rng.random_range(0..=seed.backoff / 4);
-        let retry_ms = seed.backoff + jitter;
-        seed.state = SeedState::Backoff {
-            retry_at: now + retry_ms,
-        };
-        seed.backoff = (seed.backoff * 2).min(self.cfg.seed_retry_max);
-        let seed = seed.addr;
-        self.out.log(Event::SeedUnreachable {
-            seed,
-            error,
-            retry_ms,
-        });
-        if needed {
-            self.try_spare_seed(now);
-        }
-        self.arm_seed_retry();
-    }
-
-    /// Contacts a seed never tried so far, if the majority still lacks answers.
-    fn try_spare_seed(&mut self, now: Millis) {
-        let in_flight = self
-            .seeds
-            .iter()
-            .filter(|s| matches!(s.state, SeedState::Pending | SeedState::Registered))
-            .count();
-        if in_flight >= self.cfg.majority() {
-            return;
-        }
-        let spares: Vec<usize> = (0..self.seeds.len())
-            .filter(|&i| {
-                self.seeds
-                    .get(i)
-                    .is_some_and(|s| s.state == SeedState::Idle)
-            })
-            .collect();
-        if let Some(&i) = spares.choose(&mut self.rng) {
-            self.connect_seed(i, now);
-        }
-    }
-
-    fn arm_seed_retry(&mut self) {
-        let next = self
-            .seeds
-            .iter()
-            .filter_map(|s| match s.state {
-                SeedState::Backoff { retry_at } => Some(retry_at),
-                _ => None,
-            })
-            .min();
-        if let Some(at) = next {
-            if self.seed_retry_due.is_none_or(|due| at < due) {
-                self.seed_retry_due = Some(at);
-                self.out.timer(at, Timer::SeedRetry);
-            }
-        }
-    }
-
-    fn retry_seeds(&mut self, now: Millis) {
-        self.seed_retry_due = None;
-        let needed = !self.has_majority();
-        for i in 0..self.seeds.len() {
-            let Some(seed) = self.seeds.get_mut(i) else {
-                continue;
-            };
-            if let SeedState::Backoff { retry_at } = seed.state {
-                if retry_at <= now && (needed || seed.was_registered) {
-                    self.connect_seed(i, now);
-                } else if retry_at <= now {
-                    seed.state = SeedState::Idle;
-                }
-            }
-        }
-        self.arm_seed_retry();
-    }
-
     // ----- neighbours -----
 
     /// Dials random candidates until `max_neighbors` outgoing connections are open or
@@ -499,6 +361,20 @@ impl PeerCore {
             self.dial(addr, now);
         }
         short
+    }
+
+    fn dialing(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.conns.values().filter_map(|c| match c.role {
+            ConnRole::Dialing(a) => Some(a),
+            _ => None,
+        })
+    }
+
+    fn dial(&mut self, addr: SocketAddr, now: Millis) {
+        let conn = self.out.connect(addr);
+        let link = Link::new(addr, now);
+        let role = ConnRole::Dialing(addr);
+        self.conns.insert(conn, PeerConn { role, link });
     }
 
     fn on_hello(&mut self, conn: ConnId, addr: SocketAddr, now: Millis) {
@@ -656,138 +532,6 @@ impl PeerCore {
         for conn in targets {
             self.out.send(conn, Arc::clone(&msg));
         }
-    }
-
-    // ----- liveness -----
-
-    fn on_liveness_request(&mut self, conn: ConnId, ts: Millis, from: SocketAddr) {
-        self.out.log(Event::LivenessRequest {
-            from,
-            request_ts: ts,
-        });
-        let reply = Message::LivenessReply {
-            ts,
-            from,
-            to: self.cfg.addr,
-        };
-        self.out.send_msg(conn, reply);
-    }
-
-    fn on_liveness_reply(&mut self, addr: SocketAddr, ts: Millis) {
-        if let Some(n) = self.neighbors.get_mut(&addr) {
-            n.awaiting_reply = false;
-            n.misses = 0;
-        }
-        self.out.log(Event::LivenessReply {
-            from: addr,
-            request_ts: ts,
-        });
-    }
-
-    fn check_liveness(&mut self, now: Millis) {
-        self.liveness_due = now + self.cfg.liveness_interval;
-        self.out.timer(self.liveness_due, Timer::Liveness);
-        let me = self.cfg.addr;
-        let limit = self.cfg.liveness_misses;
-        let mut dead = Vec::new();
-        for (addr, n) in self.neighbors.iter_mut() {
-            if n.awaiting_reply || n.conn.is_none() {
-                n.misses += 1;
-                let (addr, misses) = (*addr, n.misses);
-                self.out.log(Event::LivenessMiss { addr, misses });
-                if misses >= limit {
-                    dead.push(addr);
-                    continue;
-                }
-            }
-            if let Some(conn) = n.conn {
-                let req = Message::LivenessRequest { ts: now, from: me };
-                self.out.send_msg(conn, req);
-                n.awaiting_reply = true;
-            }
-        }
-        for addr in dead {
-            self.report_dead(addr, now);
-        }
-        self.redial_lost(now);
-        let short = self.top_up_neighbors(now);
-        if short && self.neighbors.len() < self.cfg.max_neighbors && now >= self.refresh_due {
-            self.refresh_peer_list();
-            self.refresh_due = now + self.refresh_backoff * self.cfg.liveness_interval;
-            self.refresh_backoff = (self.refresh_backoff * 2).min(MAX_REFRESH_BACKOFF);
-        }
-    }
-
-    /// Dials again the neighbours we had connected to whose connection dropped: a live one
-    /// answers and is kept (its misses reset); a dead one keeps missing until reported.
-    fn redial_lost(&mut self, now: Millis) {
-        let dialing: BTreeSet<SocketAddr> = self.dialing().collect();
-        let lost: Vec<SocketAddr> = self
-            .neighbors
-            .iter()
-            .filter(|(a, n)| n.outgoing && n.conn.is_none() && !dialing.contains(a))
-            .map(|(a, _)| *a)
-            .collect();
-        for addr in lost {
-            self.dial(addr, now);
-        }
-    }
-
-    fn dialing(&self) -> impl Iterator<Item = SocketAddr> + '_ {
-        self.conns.values().filter_map(|c| match c.role {
-            ConnRole::Dialing(a) => Some(a),
-            _ => None,
-        })
-    }
-
-    fn dial(&mut self, addr: SocketAddr, now: Millis) {
-        let conn = self.out.connect(addr);
-        let link = Link::new(addr, now);
-        let role = ConnRole::Dialing(addr);
-        self.conns.insert(conn, PeerConn { role, link });
-    }
-
-    /// Asks one registered seed for a fresh peer list (registering again is idempotent).
-    /// Runs while the peer has fewer than `max_neighbors` neighbours and no candidate left.
-    fn refresh_peer_list(&mut self) {
-        let conns: Vec<ConnId> = self
-            .seeds
-            .iter()
-            .filter(|s| s.state == SeedState::Registered)
-            .filter_map(|s| s.conn)
-            .collect();
-        if let Some(&conn) = conns.choose(&mut self.rng) {
-            let register = Message::Register {
-                addr: self.cfg.addr,
-            };
-            self.out.send_msg(conn, register);
-        }
-    }
-
-    /// Logs the dead node, tells every seed we registered with, and forgets the neighbour.
-    fn report_dead(&mut self, addr: SocketAddr, now: Millis) {
-        self.out.log(Event::DeadNodeReported { addr });
-        let report = Arc::new(Message::DeadNode {
-            addr,
-            ts: now,
-            reporter: self.cfg.addr,
-        });
-        let seed_conns: Vec<ConnId> = self
-            .seeds
-            .iter()
-            .filter(|s| s.state == SeedState::Registered)
-            .filter_map(|s| s.conn)
-            .collect();
-        for conn in seed_conns {
-            self.out.send(conn, Arc::clone(&report));
-        }
-        if let Some(conn) = self.neighbors.remove(&addr).and_then(|n| n.conn) {
-            self.conns.remove(&conn);
-            self.out.close(conn);
-        }
-        self.candidates.remove(&addr);
-        self.refresh_backoff = 1;
-        self.refresh_due = now;
     }
 
     fn sweep_idle(&mut self, now: Millis) {

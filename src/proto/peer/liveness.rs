@@ -1,0 +1,110 @@
+//! The peer's liveness checks: requests, replies, misses, dead-node reports, and the
+//! redials and list refreshes that refill its neighbour slots.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::{PeerCore, SeedState, MAX_REFRESH_BACKOFF};
+use crate::proto::{ConnId, Event, Message, Millis, Timer};
+
+impl PeerCore {
+    pub(super) fn on_liveness_request(&mut self, conn: ConnId, ts: Millis, from: SocketAddr) {
+        self.out.log(Event::LivenessRequest {
+            from,
+            request_ts: ts,
+        });
+        let reply = Message::LivenessReply {
+            ts,
+            from,
+            to: self.cfg.addr,
+        };
+        self.out.send_msg(conn, reply);
+    }
+
+    pub(super) fn on_liveness_reply(&mut self, addr: SocketAddr, ts: Millis) {
+        if let Some(n) = self.neighbors.get_mut(&addr) {
+            n.awaiting_reply = false;
+            n.misses = 0;
+        }
+        self.out.log(Event::LivenessReply {
+            from: addr,
+            request_ts: ts,
+        });
+    }
+
+    pub(super) fn check_liveness(&mut self, now: Millis) {
+        self.liveness_due = now + self.cfg.liveness_interval;
+        self.out.timer(self.liveness_due, Timer::Liveness);
+        let me = self.cfg.addr;
+        let limit = self.cfg.liveness_misses;
+        let mut dead = Vec::new();
+        for (addr, n) in self.neighbors.iter_mut() {
+            if n.awaiting_reply || n.conn.is_none() {
+                n.misses += 1;
+                let (addr, misses) = (*addr, n.misses);
+                self.out.log(Event::LivenessMiss { addr, misses });
+                if misses >= limit {
+                    dead.push(addr);
+                    continue;
+                }
+            }
+            if let Some(conn) = n.conn {
+                let req = Message::LivenessRequest { ts: now, from: me };
+                self.out.send_msg(conn, req);
+                n.awaiting_reply = true;
+            }
+        }
+        for addr in dead {
+            self.report_dead(addr, now);
+        }
+        self.redial_lost(now);
+        let short = self.top_up_neighbors(now);
+        if short && self.neighbors.len() < self.cfg.max_neighbors && now >= self.refresh_due {
+            self.refresh_peer_list();
+            self.refresh_due = now + self.refresh_backoff * self.cfg.liveness_interval;
+            self.refresh_backoff = (self.refresh_backoff * 2).min(MAX_REFRESH_BACKOFF);
+        }
+    }
+
+    /// Dials again the neighbours we had connected to whose connection dropped: a live one
+    /// answers and is kept (its misses reset); a dead one keeps missing until reported.
+    pub(super) fn redial_lost(&mut self, now: Millis) {
+        let dialing: BTreeSet<SocketAddr> = self.dialing().collect();
+        let lost: Vec<SocketAddr> = self
+            .neighbors
+            .iter()
+            .filter(|(a, n)| n.outgoing && n.conn.is_none() && !dialing.contains(a))
+            .map(|(a, _)| *a)
+            .collect();
+        for addr in lost {
+            self.dial(addr, now);
+        }
+    }
+
+    /// Logs the dead node, tells every seed we registered with, and forgets the neighbour.
+    pub(super) fn report_dead(&mut self, addr: SocketAddr, now: Millis) {
+        self.out.log(Event::DeadNodeReported { addr });
+        let report = Arc::new(Message::DeadNode {
+            addr,
+            ts: now,
+            reporter: self.cfg.addr,
+        });
+        let seed_conns: Vec<ConnId> = self
+            .seeds
+            .iter()
+            .filter(|s| s.state == SeedState::Registered)
+            .filter_map(|s| s.conn)
+            .collect();
+        for conn in seed_conns {
+            self.out.send(conn, Arc::clone(&report));
+        }
+        if let Some(conn) = self.neighbors.remove(&addr).and_then(|n| n.conn) {
+            self.conns.remove(&conn);
+            self.out.close(conn);
+        }
+        self.candidates.remove(&addr);
+        self.refresh_backoff = 1;
+        self.refresh_due = now;
+    }
+}

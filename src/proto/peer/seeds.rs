@@ -1,0 +1,167 @@
+//! The peer's side of the seeds: choosing a majority, registering, retrying with
+//! backoff, refreshing the peer list.
+
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::Rng;
+use std::net::SocketAddr;
+
+use super::{ConnRole, PeerConn, PeerCore, SeedState};
+use crate::proto::{ConnId, Event, Link, Message, Millis, Timer};
+
+impl PeerCore {
+    pub(super) fn connect_seed(&mut self, i: usize, now: Millis) {
+        let Some(seed) = self.seeds.get_mut(i) else {
+            return;
+        };
+        let conn = self.out.connect(seed.addr);
+        seed.state = SeedState::Pending;
+        seed.conn = Some(conn);
+        let link = Link::new(seed.addr, now);
+        let role = ConnRole::Seed(i);
+        self.conns.insert(conn, PeerConn { role, link });
+    }
+
+    pub(super) fn registered_count(&self) -> usize {
+        self.registered_seeds().count()
+    }
+
+    pub(super) fn has_majority(&self) -> bool {
+        self.registered_count() >= self.cfg.majority()
+    }
+
+    pub(super) fn on_peer_list(&mut self, i: usize, peers: Vec<SocketAddr>, now: Millis) {
+        let Some(seed) = self.seeds.get_mut(i) else {
+            return;
+        };
+        seed.state = SeedState::Registered;
+        seed.backoff = self.cfg.seed_retry_min;
+        seed.was_registered = true;
+        let from = seed.addr;
+        if self.merge_candidates(&peers) {
+            self.refresh_backoff = 1;
+        }
+        self.out.log(Event::PeerListReceived { from, peers });
+        self.top_up_neighbors(now);
+    }
+
+    /// Adds `peers` to the candidates, keeping a uniform random `max_candidates` of the
+    /// union. True when a new candidate came in.
+    pub(super) fn merge_candidates(&mut self, peers: &[SocketAddr]) -> bool {
+        let before = self.candidates.clone();
+        let me = self.cfg.addr;
+        self.candidates.extend(peers.iter().filter(|p| **p != me));
+        if self.candidates.len() > self.cfg.max_candidates {
+            let mut all: Vec<SocketAddr> = self.candidates.iter().copied().collect();
+            all.shuffle(&mut self.rng);
+            all.truncate(self.cfg.max_candidates);
+            self.candidates = all.into_iter().collect();
+        }
+        self.candidates.iter().any(|c| !before.contains(c))
+    }
+
+    /// A seed connection failed or ended: back off and retry while it is needed.
+    pub(super) fn seed_lost(&mut self, i: usize, error: String, now: Millis) {
+        let Some(seed) = self.seeds.get_mut(i) else {
+            return;
+        };
+        seed.conn = None;
+        seed.state = SeedState::Idle;
+        let needed = !self.has_majority();
+        let Some(seed) = self.seeds.get_mut(i) else {
+            return;
+        };
+        if !needed && !seed.was_registered {
+            return;
+        }
+        let jitter = self.rng.random_range(0..=seed.backoff / 4);
+        let retry_ms = seed.backoff + jitter;
+        seed.state = SeedState::Backoff {
+            retry_at: now + retry_ms,
+        };
+        seed.backoff = (seed.backoff * 2).min(self.cfg.seed_retry_max);
+        let seed = seed.addr;
+        self.out.log(Event::SeedUnreachable {
+            seed,
+            error,
+            retry_ms,
+        });
+        if needed {
+            self.try_spare_seed(now);
+        }
+        self.arm_seed_retry();
+    }
+
+    /// Contacts a seed never tried so far, if the majority still lacks answers.
+    pub(super) fn try_spare_seed(&mut self, now: Millis) {
+        let in_flight = self
+            .seeds
+            .iter()
+            .filter(|s| matches!(s.state, SeedState::Pending | SeedState::Registered))
+            .count();
+        if in_flight >= self.cfg.majority() {
+            return;
+        }
+        let spares: Vec<usize> = (0..self.seeds.len())
+            .filter(|&i| {
+                self.seeds
+                    .get(i)
+                    .is_some_and(|s| s.state == SeedState::Idle)
+            })
+            .collect();
+        if let Some(&i) = spares.choose(&mut self.rng) {
+            self.connect_seed(i, now);
+        }
+    }
+
+    pub(super) fn arm_seed_retry(&mut self) {
+        let next = self
+            .seeds
+            .iter()
+            .filter_map(|s| match s.state {
+                SeedState::Backoff { retry_at } => Some(retry_at),
+                _ => None,
+            })
+            .min();
+        if let Some(at) = next {
+            if self.seed_retry_due.is_none_or(|due| at < due) {
+                self.seed_retry_due = Some(at);
+                self.out.timer(at, Timer::SeedRetry);
+            }
+        }
+    }
+
+    pub(super) fn retry_seeds(&mut self, now: Millis) {
+        self.seed_retry_due = None;
+        let needed = !self.has_majority();
+        for i in 0..self.seeds.len() {
+            let Some(seed) = self.seeds.get_mut(i) else {
+                continue;
+            };
+            if let SeedState::Backoff { retry_at } = seed.state {
+                if retry_at <= now && (needed || seed.was_registered) {
+                    self.connect_seed(i, now);
+                } else if retry_at <= now {
+                    seed.state = SeedState::Idle;
+                }
+            }
+        }
+        self.arm_seed_retry();
+    }
+
+    /// Asks one registered seed for a fresh peer list (registering again is idempotent).
+    /// Runs while the peer has fewer than `max_neighbors` neighbours and no candidate left.
+    pub(super) fn refresh_peer_list(&mut self) {
+        let conns: Vec<ConnId> = self
+            .seeds
+            .iter()
+            .filter(|s| s.state == SeedState::Registered)
+            .filter_map(|s| s.conn)
+            .collect();
+        if let Some(&conn) = conns.choose(&mut self.rng) {
+            let register = Message::Register {
+                addr: self.cfg.addr,
+            };
+            self.out.send_msg(conn, register);
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! `gossipd sim` reports (being written).

@@ -1,0 +1,1 @@
+//! `gossipd swarm` with workers, kills and freezes (being written).
