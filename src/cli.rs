@@ -29,6 +29,9 @@ pub enum Command {
     Swarm(crate::swarm::SwarmArgs),
     /// Run the same seed and peer cores on a simulated network with a virtual clock.
     Sim(crate::sim::SimArgs),
+    /// One worker process of a swarm, started and driven by `gossipd swarm`.
+    #[command(hide = true)]
+    SwarmWorker(crate::swarm::WorkerArgs),
 }
 
 /// Parses `5s`, `200ms`, `1m`, `1h 30m` into milliseconds (at least 1 ms).

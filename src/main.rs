@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::Peer(args) => run_peer(&args).map(|()| true),
         Command::Swarm(args) => gossipd::swarm::run(&args),
         Command::Sim(args) => gossipd::sim::run(&args),
+        Command::SwarmWorker(args) => gossipd::swarm::run_worker(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -55,6 +55,15 @@ pub struct SwarmArgs {
     pub events: Option<PathBuf>,
 }
 
+/// Flags of a swarm worker process (being written).
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {}
+
+/// Runs one swarm worker (being written).
+pub fn run_worker(_args: &WorkerArgs) -> Result<bool> {
+    anyhow::bail!("swarm workers are not written yet")
+}
+
 /// One gossip message's spread.
 #[derive(Debug, Clone, Copy)]
 struct Spread {

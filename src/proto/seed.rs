@@ -302,3 +302,7 @@ impl SeedCore {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "seed_tests.rs"]
+mod tests;

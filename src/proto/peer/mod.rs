@@ -549,3 +549,6 @@ impl PeerCore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1 @@
+//! Unit tests of the seed core (being written).
