@@ -225,3 +225,15 @@ impl Link {
 pub(crate) fn sweep_period(idle_timeout: Millis) -> Millis {
     (idle_timeout / 2).max(1)
 }
+
+/// The connections silent for `idle_timeout` or longer, in id order.
+pub(crate) fn idle_conns<'a>(
+    links: impl Iterator<Item = (&'a ConnId, &'a Link)>,
+    now: Millis,
+    idle_timeout: Millis,
+) -> Vec<ConnId> {
+    links
+        .filter(|(_, l)| l.is_idle(now, idle_timeout))
+        .map(|(id, _)| *id)
+        .collect()
+}

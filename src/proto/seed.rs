@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 
 use super::{
-    sweep_period, Action, ConnId, Disconnect, Event, Link, Message, Millis, Outbox, Timer,
+    idle_conns, sweep_period, Action, ConnId, Disconnect, Event, Link, Message, Millis, Outbox,
+    Timer,
 };
 
 /// A seed's settings.
@@ -269,13 +270,8 @@ impl SeedCore {
         self.sweep_due = now + sweep_period(self.cfg.idle_timeout);
         self.out.timer(self.sweep_due, Timer::IdleSweep);
         let timeout = self.cfg.idle_timeout;
-        let idle: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.link.is_idle(now, timeout))
-            .map(|(id, _)| *id)
-            .collect();
-        for conn in idle {
+        let links = self.conns.iter().map(|(id, c)| (id, &c.link));
+        for conn in idle_conns(links, now, timeout) {
             self.protocol_error(conn, format!("no frame for {timeout} ms"));
         }
     }

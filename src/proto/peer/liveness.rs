@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::{PeerCore, SeedState, MAX_REFRESH_BACKOFF};
+use super::{PeerCore, MAX_REFRESH_BACKOFF};
 use crate::proto::{ConnId, Event, Message, Millis, Timer};
 
 impl PeerCore {
@@ -90,13 +90,7 @@ impl PeerCore {
             ts: now,
             reporter: self.cfg.addr,
         });
-        let seed_conns: Vec<ConnId> = self
-            .seeds
-            .iter()
-            .filter(|s| s.state == SeedState::Registered)
-            .filter_map(|s| s.conn)
-            .collect();
-        for conn in seed_conns {
+        for conn in self.registered_seed_conns() {
             self.out.send(conn, Arc::clone(&report));
         }
         if let Some(conn) = self.neighbors.remove(&addr).and_then(|n| n.conn) {

@@ -17,7 +17,8 @@ mod seeds;
 use super::message::gossip_text;
 use super::seen::SeenCache;
 use super::{
-    sweep_period, Action, ConnId, Disconnect, Event, Gossip, Link, Message, Millis, Outbox, Timer,
+    idle_conns, sweep_period, Action, ConnId, Disconnect, Event, Gossip, Link, Message, Millis,
+    Outbox, Timer,
 };
 
 /// A peer's settings.
@@ -538,13 +539,8 @@ impl PeerCore {
         self.sweep_due = now + sweep_period(self.cfg.idle_timeout);
         self.out.timer(self.sweep_due, Timer::IdleSweep);
         let timeout = self.cfg.idle_timeout;
-        let idle: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.link.is_idle(now, timeout))
-            .map(|(id, _)| *id)
-            .collect();
-        for conn in idle {
+        let links = self.conns.iter().map(|(id, c)| (id, &c.link));
+        for conn in idle_conns(links, now, timeout) {
             self.protocol_error(conn, format!("no frame for {timeout} ms"), now);
         }
     }

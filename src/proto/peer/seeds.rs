@@ -151,17 +151,21 @@ impl PeerCore {
     /// Asks one registered seed for a fresh peer list (registering again is idempotent).
     /// Runs while the peer has fewer than `max_neighbors` neighbours and no candidate left.
     pub(super) fn refresh_peer_list(&mut self) {
-        let conns: Vec<ConnId> = self
-            .seeds
-            .iter()
-            .filter(|s| s.state == SeedState::Registered)
-            .filter_map(|s| s.conn)
-            .collect();
+        let conns = self.registered_seed_conns();
         if let Some(&conn) = conns.choose(&mut self.rng) {
             let register = Message::Register {
                 addr: self.cfg.addr,
             };
             self.out.send_msg(conn, register);
         }
+    }
+
+    /// The open connections to seeds that have this peer on their list.
+    pub(super) fn registered_seed_conns(&self) -> Vec<ConnId> {
+        self.seeds
+            .iter()
+            .filter(|s| s.state == SeedState::Registered)
+            .filter_map(|s| s.conn)
+            .collect()
     }
 }
