@@ -5,6 +5,7 @@
 //! drives the same cores on a virtual network.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod cli;
 pub mod codec;
 pub mod config;

@@ -268,12 +268,15 @@ impl PeerCore {
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
-        if let Disconnect::BadFrame(reason) = &why {
+        let quiet = if let Disconnect::BadFrame(reason) = &why {
             let remote = c.link.remote;
             let reason = reason.clone();
             self.out.log(Event::BadFrame { remote, reason });
-        }
-        self.detach(conn, why.to_string(), now);
+            true
+        } else {
+            false
+        };
+        self.detach(conn, why.to_string(), quiet, now);
     }
 
     pub fn message(&mut self, conn: ConnId, msg: Message, now: Millis) {
@@ -424,18 +427,19 @@ impl PeerCore {
         }
     }
 
-    /// Forgets a connection the core no longer has, and what depended on it.
-    fn detach(&mut self, conn: ConnId, reason: String, now: Millis) {
+    /// Forgets a connection the core no longer has, and what depended on it. `quiet`:
+    /// the cause was already logged as a warning, so none is logged again.
+    fn detach(&mut self, conn: ConnId, reason: String, quiet: bool, now: Millis) {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
         match c.role {
-            ConnRole::Seed(i) => self.seed_lost(i, reason, now),
+            ConnRole::Seed(i) => self.seed_lost(i, reason, quiet, now),
             ConnRole::Dialing(addr) => {
-                self.out.log(Event::ConnectFailed {
-                    addr,
-                    error: reason,
-                });
+                if !quiet {
+                    let error = reason;
+                    self.out.log(Event::ConnectFailed { addr, error });
+                }
                 self.candidates.remove(&addr);
                 self.top_up_neighbors(now);
             }
@@ -459,7 +463,7 @@ impl PeerCore {
                 reason: reason.clone(),
             });
             self.out.close(conn);
-            self.detach(conn, reason, now);
+            self.detach(conn, reason, true, now);
         }
     }
 
@@ -541,7 +545,17 @@ impl PeerCore {
         let timeout = self.cfg.idle_timeout;
         let links = self.conns.iter().map(|(id, c)| (id, &c.link));
         for conn in idle_conns(links, now, timeout) {
-            self.protocol_error(conn, format!("no frame for {timeout} ms"), now);
+            let dialing = self
+                .conns
+                .get(&conn)
+                .is_some_and(|c| matches!(c.role, ConnRole::Dialing(_)));
+            if dialing {
+                self.out.close(conn);
+                let reason = format!("connect timed out after {timeout} ms");
+                self.detach(conn, reason, false, now);
+            } else {
+                self.protocol_error(conn, format!("no frame for {timeout} ms"), now);
+            }
         }
     }
 }

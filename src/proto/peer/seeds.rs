@@ -59,8 +59,9 @@ impl PeerCore {
         self.candidates.iter().any(|c| !before.contains(c))
     }
 
-    /// A seed connection failed or ended: back off and retry while it is needed.
-    pub(super) fn seed_lost(&mut self, i: usize, error: String, now: Millis) {
+    /// A seed connection failed or ended: back off and retry while it is needed. `quiet`:
+    /// the cause was already logged as a warning.
+    pub(super) fn seed_lost(&mut self, i: usize, error: String, quiet: bool, now: Millis) {
         let Some(seed) = self.seeds.get_mut(i) else {
             return;
         };
@@ -80,11 +81,13 @@ impl PeerCore {
         };
         seed.backoff = (seed.backoff * 2).min(self.cfg.seed_retry_max);
         let seed = seed.addr;
-        self.out.log(Event::SeedUnreachable {
-            seed,
-            error,
-            retry_ms,
-        });
+        if !quiet {
+            self.out.log(Event::SeedUnreachable {
+                seed,
+                error,
+                retry_ms,
+            });
+        }
         if needed {
             self.try_spare_seed(now);
         }
