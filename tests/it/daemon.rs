@@ -36,7 +36,7 @@ fn free_port() -> u16 {
 }
 
 /// Polls `cond` every 50 ms until it holds (true) or `deadline` has passed (false).
-fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + deadline;
     while !cond() {
         if Instant::now() >= end {
@@ -48,7 +48,7 @@ fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
 }
 
 /// The complete JSON Lines records of an events file (a line still being written is skipped).
-fn read_events(path: &Path) -> Vec<Value> {
+pub(crate) fn read_events(path: &Path) -> Vec<Value> {
     let text = fs::read_to_string(path).unwrap_or_default();
     text.split_inclusive('\n')
         .filter(|line| line.ends_with('\n'))
