@@ -139,6 +139,8 @@ pub struct Tally {
     pub deliveries: u64,
     pub false_dead_reports: u64,
     pub false_removals: u64,
+    /// Dead-node reports a seed refuted by asking the peer itself.
+    pub refuted_reports: u64,
     pub warnings: u64,
     pub last_creation: Millis,
     pub last_delivery: Millis,
@@ -220,6 +222,7 @@ impl Tally {
                     }
                 }
             }
+            Event::DeadNodeRefuted { .. } => self.refuted_reports += 1,
             Event::PeerRemoved { addr, .. } => match self.failure(addr) {
                 Some(f) => f.removed_at.push((node, at)),
                 None => self.false_removals += 1,
@@ -286,6 +289,7 @@ impl Tally {
         self.deliveries += other.deliveries;
         self.false_dead_reports += other.false_dead_reports;
         self.false_removals += other.false_removals;
+        self.refuted_reports += other.refuted_reports;
         self.warnings += other.warnings;
         self.last_creation = self.last_creation.max(other.last_creation);
         self.last_delivery = self.last_delivery.max(other.last_delivery);
@@ -438,6 +442,8 @@ pub struct Report {
     pub failures: FailureReport,
     pub false_dead_reports: u64,
     pub false_removals: u64,
+    /// Reports refuted by the seeds' own checks (the peer answered).
+    pub refuted_reports: u64,
     pub warnings: u64,
     pub cpu_us_per_delivery: Option<f64>,
     pub rss_per_peer_bytes: Option<u64>,
@@ -490,6 +496,7 @@ impl Report {
             failures: tally.failure_report(),
             false_dead_reports: tally.false_dead_reports,
             false_removals: tally.false_removals,
+            refuted_reports: tally.refuted_reports,
             warnings: tally.warnings,
             cpu_us_per_delivery: (tally.deliveries > 0)
                 .then(|| host.cpu_s * 1e6 / tally.deliveries as f64),
@@ -544,7 +551,10 @@ impl Report {
             format!("  redundancy   {:.2} gossip frames received per first delivery", self.redundancy),
             format!("  traffic      {:.0} bytes sent per peer per second, {} frames per write", self.bytes_sent_per_peer_per_s, opt(self.frames_per_write, "")),
             format!("  failures     {} killed, {} frozen; detection {}; removal {}; {} undetected, {} not removed", f.killed, f.frozen, mmm(f.detection_ms), mmm(f.removal_ms), f.not_detected, f.not_removed),
-            format!("  false        {} dead reports of live peers, {} removals of live peers; {} warnings", self.false_dead_reports, self.false_removals, self.warnings),
+            format!(
+                "  false        {} dead reports of live peers ({} refuted by a seed's check), {} removals of live peers; {} warnings",
+                self.false_dead_reports, self.refuted_reports, self.false_removals, self.warnings
+            ),
             format!("  cost         wall {:.1} s, CPU {:.1} s, {} us CPU per delivery", h.wall_s, h.cpu_s, opt(self.cpu_us_per_delivery, "")),
             format!("  memory       peak RSS per worker {:?} KiB, {} bytes per peer", h.peak_rss_per_worker_kib, self.rss_per_peer_bytes.map_or("-".into(), |b| b.to_string())),
         ]);

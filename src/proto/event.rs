@@ -35,6 +35,11 @@ pub enum Event {
         addr: SocketAddr,
         reason: String,
     },
+    /// A dead-node report about a peer that then answered the seed's own check.
+    DeadNodeRefuted {
+        addr: SocketAddr,
+        reporter: SocketAddr,
+    },
     // Peer events.
     SeedsChosen {
         seeds: Vec<SocketAddr>,
@@ -101,6 +106,7 @@ impl Event {
             Event::PeerRegistered { .. } => "peer_registered",
             Event::DeadNodeReceived { .. } => "dead_node_received",
             Event::PeerRemoved { .. } => "peer_removed",
+            Event::DeadNodeRefuted { .. } => "dead_node_refuted",
             Event::SeedsChosen { .. } => "seeds_chosen",
             Event::SeedUnreachable { .. } => "seed_unreachable",
             Event::PeerListReceived { .. } => "peer_list_received",
@@ -121,6 +127,7 @@ impl Event {
         match self {
             Event::LivenessRequest { .. } | Event::LivenessReply { .. } => Severity::Debug,
             Event::SeedUnreachable { .. }
+            | Event::DeadNodeRefuted { .. }
             | Event::ConnectFailed { .. }
             | Event::LivenessMiss { .. }
             | Event::BadFrame { .. } => Severity::Warn,
@@ -138,6 +145,9 @@ impl Event {
                 report_ts,
             } => format!("Received Dead Node:{addr}:{report_ts}:{reporter}"),
             Event::PeerRemoved { addr, reason } => format!("Removed peer {addr}: {reason}"),
+            Event::DeadNodeRefuted { addr, reporter } => {
+                format!("False Dead Node report about {addr} from {reporter}: it answered the seed's check")
+            }
             Event::SeedsChosen { seeds } => format!("Seeds chosen : {}", list(seeds)),
             Event::SeedUnreachable {
                 seed,

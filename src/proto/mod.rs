@@ -39,6 +39,8 @@ pub enum Timer {
     SeedRetry,
     /// Close connections that stayed silent past the idle timeout.
     IdleSweep,
+    /// Seed: the check of a dead-node report is due.
+    Verify,
 }
 
 /// What a core asks its driver to do.
@@ -198,7 +200,13 @@ impl Outbox {
         self.actions.push_back(Action::Log(event));
     }
     pub(crate) fn pop(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        let action = self.actions.pop_front();
+        if action.is_none() && self.actions.capacity() > 0 {
+            // Drained: give the memory back, or a host of a million cores keeps each
+            // one's busiest moment (a broadcast's worth of 112-byte actions).
+            self.actions = std::collections::VecDeque::new();
+        }
+        action
     }
 }
 

@@ -48,6 +48,9 @@ struct Registration {
     conn: Option<ConnId>,
     awaiting_reply: bool,
     misses: u32,
+    /// A dead-node report being checked: who reported it, and when the peer is removed
+    /// unless it answers the seed's own liveness request first.
+    suspect: Option<(SocketAddr, Millis)>,
 }
 
 #[derive(Debug)]
@@ -69,6 +72,7 @@ pub struct SeedCore {
     conns: BTreeMap<ConnId, SeedConn>,
     liveness_due: Millis,
     sweep_due: Millis,
+    verify_due: Option<Millis>,
 }
 
 impl SeedCore {
@@ -82,6 +86,7 @@ impl SeedCore {
             conns: BTreeMap::new(),
             liveness_due: 0,
             sweep_due: 0,
+            verify_due: None,
         }
     }
 
@@ -131,7 +136,7 @@ impl SeedCore {
         c.link.last_heard = now;
         match msg {
             Message::Register { addr } => self.on_register(conn, addr),
-            Message::DeadNode { addr, ts, reporter } => self.on_dead_node(addr, ts, reporter),
+            Message::DeadNode { addr, ts, reporter } => self.on_dead_node(addr, ts, reporter, now),
             Message::LivenessReply { .. } => self.on_liveness_reply(conn),
             Message::LivenessRequest { ts, from } => {
                 let reply = Message::LivenessReply {
@@ -149,6 +154,9 @@ impl SeedCore {
         match timer {
             Timer::Liveness if now >= self.liveness_due => self.check_liveness(now),
             Timer::IdleSweep if now >= self.sweep_due => self.sweep_idle(now),
+            Timer::Verify if self.verify_due.is_some_and(|due| now >= due) => {
+                self.verify_reports(now)
+            }
             _ => {}
         }
     }
@@ -174,6 +182,7 @@ impl SeedCore {
                     conn: Some(conn),
                     awaiting_reply: false,
                     misses: 0,
+                    suspect: None,
                 },
             );
             self.list.push(addr);
@@ -199,22 +208,84 @@ impl SeedCore {
             .collect()
     }
 
-    fn on_dead_node(&mut self, addr: SocketAddr, report_ts: Millis, reporter: SocketAddr) {
+    /// A report alone never evicts a live peer: unless the seed's own checks already
+    /// missed it (or its registration connection is gone), the seed asks the peer itself
+    /// and removes it only if no answer comes within one liveness interval.
+    fn on_dead_node(
+        &mut self,
+        addr: SocketAddr,
+        report_ts: Millis,
+        reporter: SocketAddr,
+        now: Millis,
+    ) {
         self.out.log(Event::DeadNodeReceived {
             addr,
             reporter,
             report_ts,
         });
-        self.remove(addr, format!("reported dead by {reporter}"));
+        let Some(reg) = self.registered.get_mut(&addr) else {
+            return;
+        };
+        let conn = match reg.conn {
+            Some(conn) if reg.misses == 0 => conn,
+            _ => {
+                let reason = format!("reported dead by {reporter}, and missing here too");
+                return self.remove(addr, reason);
+            }
+        };
+        if reg.suspect.is_some() {
+            return;
+        }
+        let deadline = now + self.cfg.liveness_interval;
+        reg.suspect = Some((reporter, deadline));
+        reg.awaiting_reply = true;
+        let probe = Message::LivenessRequest {
+            ts: now,
+            from: self.cfg.addr,
+        };
+        self.out.send_msg(conn, probe);
+        if self.verify_due.is_none_or(|due| deadline < due) {
+            self.verify_due = Some(deadline);
+            self.out.timer(deadline, Timer::Verify);
+        }
     }
 
     fn on_liveness_reply(&mut self, conn: ConnId) {
         let peer = self.conns.get(&conn).and_then(|c| c.peer);
-        if let Some(reg) = peer.and_then(|p| self.registered.get_mut(&p)) {
-            if reg.conn == Some(conn) {
-                reg.awaiting_reply = false;
-                reg.misses = 0;
+        let Some((addr, reg)) = peer.and_then(|p| self.registered.get_mut(&p).map(|r| (p, r)))
+        else {
+            return;
+        };
+        if reg.conn != Some(conn) {
+            return;
+        }
+        reg.awaiting_reply = false;
+        reg.misses = 0;
+        if let Some((reporter, _)) = reg.suspect.take() {
+            self.out.log(Event::DeadNodeRefuted { addr, reporter });
+        }
+    }
+
+    /// Removes the reported peers that did not answer the seed's check in time.
+    fn verify_reports(&mut self, now: Millis) {
+        self.verify_due = None;
+        let mut unanswered = Vec::new();
+        let mut next: Option<Millis> = None;
+        for addr in &self.list {
+            match self.registered.get(addr).and_then(|r| r.suspect) {
+                Some((reporter, deadline)) if deadline <= now => unanswered.push((*addr, reporter)),
+                Some((_, deadline)) => next = Some(next.map_or(deadline, |n| n.min(deadline))),
+                None => {}
             }
+        }
+        for (addr, reporter) in unanswered {
+            let reason =
+                format!("reported dead by {reporter}, and did not answer the seed's check");
+            self.remove(addr, reason);
+        }
+        if let Some(at) = next {
+            self.verify_due = Some(at);
+            self.out.timer(at, Timer::Verify);
         }
     }
 

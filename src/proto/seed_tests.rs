@@ -219,48 +219,110 @@ fn a_larger_list_is_a_uniform_sample_of_peer_list_max_without_the_registrant() {
     }
 }
 
+fn report(about: u16, reporter: u16) -> Message {
+    Message::DeadNode {
+        addr: addr(about),
+        ts: T0 + 5,
+        reporter: addr(reporter),
+    }
+}
+
+fn probe(now: Millis) -> Message {
+    Message::LivenessRequest {
+        ts: now,
+        from: seed_addr(),
+    }
+}
+
 #[test]
-fn a_dead_node_report_removes_the_peer_once() {
+fn a_report_about_a_peer_that_answers_the_seeds_check_is_refuted() {
     let mut seed = started(256);
     let (c1, _) = register(&mut seed, 9001, T0);
     register(&mut seed, 9002, T0);
     let reporter = seed.accept(ephemeral(9009), T0);
-    let report = Message::DeadNode {
-        addr: addr(9001),
-        ts: T0 + 5,
-        reporter: addr(9009),
-    };
-    seed.message(reporter, report.clone(), T0 + 10);
+    seed.message(reporter, report(9001, 9009), T0 + 10);
     let first = drain(&mut seed);
     assert_eq!(
-        events(&first),
-        vec![
-            Event::DeadNodeReceived {
-                addr: addr(9001),
-                reporter: addr(9009),
-                report_ts: T0 + 5
-            },
-            Event::PeerRemoved {
-                addr: addr(9001),
-                reason: "reported dead by 127.0.0.1:9009".into()
-            },
-        ]
+        event_names(&first),
+        vec!["dead_node_received"],
+        "no removal on a report alone"
     );
-    assert!(closes(&first).is_empty(), "removal keeps the connection");
-    assert!(sends(&first).is_empty());
+    assert_eq!(
+        sends(&first),
+        vec![(c1, probe(T0 + 10))],
+        "the seed asks the peer itself"
+    );
+    assert!(first.contains(&Action::SetTimer {
+        at: T0 + 10 + INTERVAL,
+        timer: Timer::Verify
+    }));
+
+    seed.message(c1, liveness_reply(9001), T0 + 20);
+    let refuted = vec![Event::DeadNodeRefuted {
+        addr: addr(9001),
+        reporter: addr(9009),
+    }];
+    assert_eq!(events(&drain(&mut seed)), refuted);
+    seed.timer(Timer::Verify, T0 + 10 + INTERVAL);
+    assert!(events(&drain(&mut seed)).is_empty());
+    assert_eq!(seed.peers(), &[addr(9001), addr(9002)]);
+}
+
+#[test]
+fn a_reported_peer_that_stays_silent_is_removed_after_one_interval_once() {
+    let mut seed = started(256);
+    let (c1, _) = register(&mut seed, 9001, T0);
+    register(&mut seed, 9002, T0);
+    let reporter = seed.accept(ephemeral(9009), T0);
+    seed.message(reporter, report(9001, 9009), T0 + 10);
+    seed.message(reporter, report(9001, 9008), T0 + 11);
+    let reports = drain(&mut seed);
+    assert_eq!(sends(&reports).len(), 1, "one check, however many reports");
+    seed.timer(Timer::Verify, T0 + 9 + INTERVAL);
+    assert!(
+        drain(&mut seed).is_empty(),
+        "a wake-up before the deadline does nothing"
+    );
+    seed.timer(Timer::Verify, T0 + 10 + INTERVAL);
+    let removal = events(&drain(&mut seed));
+    let reason = "reported dead by 127.0.0.1:9009, and did not answer the seed's check";
+    assert_eq!(
+        removal,
+        vec![Event::PeerRemoved {
+            addr: addr(9001),
+            reason: reason.into()
+        }]
+    );
     assert_eq!(seed.peers(), &[addr(9002)]);
 
-    seed.message(reporter, report, T0 + 20);
-    let second = drain(&mut seed);
-    assert_eq!(event_names(&second), vec!["dead_node_received"]);
-    assert!(sends(&second).is_empty() && closes(&second).is_empty());
-    assert_eq!(seed.peers(), &[addr(9002)]);
+    seed.message(reporter, report(9001, 9009), T0 + 2 * INTERVAL);
+    let again = drain(&mut seed);
+    assert_eq!(event_names(&again), vec!["dead_node_received"]);
+    assert!(sends(&again).is_empty() && closes(&again).is_empty());
 
     // The removed peer is listed again when it registers again.
-    seed.message(c1, Message::Register { addr: addr(9001) }, T0 + 30);
-    let again = drain(&mut seed);
-    assert_eq!(event_names(&again), vec!["peer_registered"]);
-    assert_eq!(listed(&again, c1), vec![addr(9002)]);
+    seed.message(
+        c1,
+        Message::Register { addr: addr(9001) },
+        T0 + 3 * INTERVAL,
+    );
+    let back = drain(&mut seed);
+    assert_eq!(event_names(&back), vec!["peer_registered"]);
+    assert_eq!(listed(&back, c1), vec![addr(9002)]);
+}
+
+#[test]
+fn a_report_about_a_peer_already_missing_here_removes_it_at_once() {
+    let mut seed = started(256);
+    register(&mut seed, 9001, T0);
+    liveness_check(&mut seed, 1);
+    let second = liveness_check(&mut seed, 2);
+    assert_eq!(misses_logged(&second), vec![(addr(9001), 1)]);
+    let reporter = seed.accept(ephemeral(9009), T0);
+    seed.message(reporter, report(9001, 9009), T0 + 2 * INTERVAL + 1);
+    let names = event_names(&drain(&mut seed));
+    assert_eq!(names, vec!["dead_node_received", "peer_removed"]);
+    assert!(seed.peers().is_empty());
 }
 
 #[test]
@@ -271,18 +333,18 @@ fn removing_a_peer_keeps_the_rest_of_the_list_consistent() {
     }
     let reporter = seed.accept(ephemeral(9009), T0);
     for port in [9001, 9004, 9002] {
-        let report = Message::DeadNode {
-            addr: addr(port),
-            ts: T0,
-            reporter: addr(9009),
-        };
-        seed.message(reporter, report, T0);
-        assert_eq!(
-            event_names(&drain(&mut seed)),
-            vec!["dead_node_received", "peer_removed"],
-            "removing {port}"
-        );
+        seed.message(reporter, report(port, 9009), T0);
     }
+    drain(&mut seed);
+    seed.timer(Timer::Verify, T0 + INTERVAL);
+    let removed: Vec<SocketAddr> = events(&drain(&mut seed))
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::PeerRemoved { addr, .. } => Some(addr),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(removed.len(), 3);
     assert_eq!(seed.peers(), &[addr(9003)]);
     let (c, actions) = register(&mut seed, 9005, T0);
     assert_eq!(listed(&actions, c), vec![addr(9003)]);

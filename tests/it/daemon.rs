@@ -446,3 +446,49 @@ fn sigterm_stops_a_seed_and_a_peer_with_exit_code_0_and_their_log_files_written(
     let registered = format!("Peer registered: {}", peer.addr);
     assert!(read(&seed).contains(&registered), "{}", seed.tail());
 }
+
+#[test]
+fn forged_dead_node_reports_evict_no_live_peer_and_a_real_crash_is_still_removed() {
+    let mut net = Net::new();
+    let seeds = [net.seed(), net.seed()];
+    let quiet = ["--messages", "0"];
+    let mut peers: Vec<Proc> = (0..3).map(|_| registered_peer(&net, &quiet)).collect();
+    // A host without any standing sends every seed a report about every live peer.
+    let forger = "127.0.0.1:1";
+    for s in &seeds {
+        let mut conn = TcpStream::connect(&s.addr).expect("connect to the seed");
+        for p in &peers {
+            let body = json!({"type": "dead_node", "addr": p.addr, "ts": 1, "reporter": forger});
+            conn.write_all(&frame(body.to_string().as_bytes()))
+                .expect("send a forged report");
+        }
+    }
+    for s in &seeds {
+        for p in &peers {
+            s.wait_for("never refuted a forged report", || {
+                s.has("dead_node_refuted", "addr", &p.addr)
+            });
+            assert!(
+                !s.has("peer_removed", "addr", &p.addr),
+                "{} evicted",
+                p.addr
+            );
+        }
+    }
+    let mut victim = peers.remove(0);
+    let dead = victim.addr.clone();
+    victim.child.kill().expect("SIGKILL the peer");
+    victim.child.wait().expect("reap the peer");
+    for s in &seeds {
+        s.wait_for("kept a crashed peer", || {
+            s.has("peer_removed", "addr", &dead)
+        });
+        for p in &peers {
+            assert!(
+                !s.has("peer_removed", "addr", &p.addr),
+                "{} evicted",
+                p.addr
+            );
+        }
+    }
+}

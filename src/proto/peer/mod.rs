@@ -529,13 +529,10 @@ impl PeerCore {
     }
 
     fn broadcast(&mut self, msg: Arc<Message>, except: Option<ConnId>) {
-        let targets: Vec<ConnId> = self
-            .live_neighbor_conns()
-            .filter(|c| Some(*c) != except)
-            .collect();
-        self.stats.gossip_frames_sent += targets.len() as u64;
-        for conn in targets {
+        let targets = self.neighbors.values().filter_map(|n| n.conn);
+        for conn in targets.filter(|c| Some(*c) != except) {
             self.out.send(conn, Arc::clone(&msg));
+            self.stats.gossip_frames_sent += 1;
         }
     }
 
