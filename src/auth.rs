@@ -20,7 +20,10 @@ pub const MIN_KEY_LEN: usize = 16;
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("{path}: cannot read the cluster key: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the cluster key has {len} bytes; use at least {MIN_KEY_LEN} (e.g. head -c 32 /dev/urandom | base64 > key)")]
     KeyTooShort { len: usize },
     #[error("frame of {len} bytes has no room for a {TAG_LEN}-byte authentication tag")]
@@ -47,7 +50,8 @@ impl ClusterKey {
         if key.len() < MIN_KEY_LEN {
             return Err(AuthError::KeyTooShort { len: key.len() });
         }
-        let mac = Hmac::<Sha256>::new_from_slice(key).map_err(|_| AuthError::KeyTooShort { len: key.len() })?;
+        let mac = Hmac::<Sha256>::new_from_slice(key)
+            .map_err(|_| AuthError::KeyTooShort { len: key.len() })?;
         Ok(ClusterKey { mac })
     }
 
@@ -57,7 +61,10 @@ impl ClusterKey {
             path: path.to_owned(),
             source,
         })?;
-        let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(0, |i| i + 1);
+        let end = bytes
+            .iter()
+            .rposition(|b| !b.is_ascii_whitespace())
+            .map_or(0, |i| i + 1);
         Self::from_bytes(bytes.get(..end).unwrap_or_default())
     }
 
@@ -120,13 +127,19 @@ mod tests {
         let mut dec = FrameDecoder::new(1 << 20);
         dec.extend(&frame);
         let payload = dec.next_frame().unwrap().unwrap();
-        assert_eq!(k.open(payload).unwrap(), br#"{"type":"hello","addr":"127.0.0.1:1"}"#);
+        assert_eq!(
+            k.open(payload).unwrap(),
+            br#"{"type":"hello","addr":"127.0.0.1:1"}"#
+        );
     }
 
     #[test]
     fn a_frame_tagged_with_another_key_is_refused() {
         let frame = sealed(&key(1), b"{}");
-        assert!(matches!(key(2).open(&frame[HEADER_LEN..]), Err(AuthError::BadTag)));
+        assert!(matches!(
+            key(2).open(&frame[HEADER_LEN..]),
+            Err(AuthError::BadTag)
+        ));
     }
 
     #[test]
@@ -134,7 +147,10 @@ mod tests {
         let k = key(1);
         let mut frame = sealed(&k, b"{\"type\":\"hello\"}");
         frame[HEADER_LEN + 3] ^= 1;
-        assert!(matches!(k.open(&frame[HEADER_LEN..]), Err(AuthError::BadTag)));
+        assert!(matches!(
+            k.open(&frame[HEADER_LEN..]),
+            Err(AuthError::BadTag)
+        ));
     }
 
     #[test]
@@ -147,7 +163,10 @@ mod tests {
 
     #[test]
     fn short_keys_are_refused_and_key_files_lose_their_final_newline() {
-        assert!(matches!(ClusterKey::from_bytes(b"short"), Err(AuthError::KeyTooShort { len: 5 })));
+        assert!(matches!(
+            ClusterKey::from_bytes(b"short"),
+            Err(AuthError::KeyTooShort { len: 5 })
+        ));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("key");
         std::fs::write(&path, b"0123456789abcdef0123\n").unwrap();

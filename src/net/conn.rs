@@ -4,7 +4,6 @@
 
 use mio::net::TcpStream;
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::SocketAddr;
 
 use crate::codec::FrameDecoder;
 use crate::proto::{ConnId, Disconnect, Message};
@@ -13,6 +12,8 @@ use crate::proto::{ConnId, Disconnect, Message};
 pub enum ReadOutcome {
     /// Nothing more to read for now.
     Open,
+    /// The read budget ran out with bytes possibly still waiting: read again next turn.
+    More,
     /// The connection ended (cleanly or not); no more input will come.
     Ended(Disconnect),
 }
@@ -22,35 +23,33 @@ pub struct Conn {
     pub node: usize,
     pub id: ConnId,
     pub stream: TcpStream,
-    pub remote: SocketAddr,
     /// An outgoing connect still in progress.
     pub connecting: bool,
+    /// On the driver's list of connections to read next turn (at most once).
+    pub unread: bool,
+    /// The remote closed or the socket erred: read to the end, no later event will come.
+    pub to_end: bool,
     decoder: FrameDecoder,
     out: Vec<u8>,
     out_pos: usize,
-    max_queue: usize,
-    pub frames_queued: u64,
+    /// Frames queued since the last flush: the first one puts the connection on the
+    /// driver's flush list.
+    queued_since_flush: u32,
 }
 
 impl Conn {
-    pub fn new(
-        node: usize,
-        id: ConnId,
-        stream: TcpStream,
-        remote: SocketAddr,
-        max_frame: usize,
-    ) -> Self {
+    pub fn new(node: usize, id: ConnId, stream: TcpStream, max_frame: usize) -> Self {
         Conn {
             node,
             id,
             stream,
-            remote,
             connecting: false,
+            unread: false,
+            to_end: false,
             decoder: FrameDecoder::new(max_frame),
             out: Vec::new(),
             out_pos: 0,
-            max_queue: send_queue_limit(max_frame),
-            frames_queued: 0,
+            queued_since_flush: 0,
         }
     }
 
@@ -69,21 +68,51 @@ impl Conn {
         }
     }
 
-    /// Reads until the socket would block, handing each complete message to `on_msg`.
-    pub fn read(&mut self, scratch: &mut [u8], mut on_msg: impl FnMut(Message)) -> ReadOutcome {
+    /// Reads up to `budget` bytes, handing each complete message to `on_msg`, so one busy
+    /// socket cannot hold the loop. Counts read calls in `reads`.
+    ///
+    /// A short read means the receive queue was empty at that instant; bytes arriving
+    /// later raise a new edge-triggered event, so the read that would only say
+    /// `WouldBlock` is skipped. That halves the read calls of a loop of small frames.
+    /// Unless [`Conn::to_end`]: when the remote has closed (or erred), no later event
+    /// will come, so the end must be read now.
+    pub fn read(
+        &mut self,
+        scratch: &mut [u8],
+        budget: usize,
+        reads: &mut u64,
+        mut on_msg: impl FnMut(Message),
+    ) -> ReadOutcome {
+        let mut taken = 0;
         loop {
+            if taken >= budget {
+                return ReadOutcome::More;
+            }
+            *reads += 1;
             match self.stream.read(scratch) {
                 Ok(0) => return ReadOutcome::Ended(self.eof()),
                 Ok(n) => {
+                    taken += n;
                     self.decoder.extend(scratch.get(..n).unwrap_or_default());
                     if let Err(why) = self.decode(&mut on_msg) {
                         return ReadOutcome::Ended(why);
+                    }
+                    if n < scratch.len() && !self.to_end {
+                        return ReadOutcome::Open;
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return ReadOutcome::Open,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => return ReadOutcome::Ended(Disconnect::Error(e.to_string())),
             }
+        }
+    }
+
+    /// Frees the decode buffer once it holds no partial frame: thousands of idle
+    /// connections would otherwise each keep a small buffer pinned between bursts.
+    pub fn release_idle_buffer(&mut self) {
+        if self.decoder.buffered() == 0 {
+            self.decoder = FrameDecoder::new(self.decoder.max_frame());
         }
     }
 
@@ -114,15 +143,19 @@ impl Conn {
     /// queue is past its bound: the remote is not reading, and the connection must go
     /// rather than grow without end.
     pub fn queue_encoded(&mut self, frame: &[u8]) -> Result<(), Disconnect> {
-        if self.out.len() - self.out_pos > self.max_queue {
-            let limit = self.max_queue;
+        let limit = send_queue_limit(self.decoder.max_frame());
+        if self.out.len() - self.out_pos > limit {
             return Err(Disconnect::Error(format!(
                 "send queue over {limit} bytes: remote is not reading"
             )));
         }
         self.out.extend_from_slice(frame);
-        self.frames_queued += 1;
+        self.queued_since_flush = self.queued_since_flush.saturating_add(1);
         Ok(())
+    }
+
+    pub fn frames_queued_since_flush(&self) -> u32 {
+        self.queued_since_flush
     }
 
     pub fn has_output(&self) -> bool {
@@ -131,6 +164,7 @@ impl Conn {
 
     /// Writes queued bytes until done or the socket would block. Returns write calls made.
     pub fn flush(&mut self) -> Result<u64, Disconnect> {
+        self.queued_since_flush = 0;
         let mut writes = 0;
         while let Some(pending) = self.out.get(self.out_pos..).filter(|p| !p.is_empty()) {
             match self.stream.write(pending) {

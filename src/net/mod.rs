@@ -2,25 +2,33 @@
 //! wheel. It maps readiness to core inputs and core actions to syscalls, and sleeps until
 //! the next deadline. One driver hosts one node or thousands.
 //!
-//! The only module that owns sockets and reads the clock.
+//! The only module that owns sockets and reads the clock. Fair by construction: each
+//! connection gets a bounded read per turn, and every turn fires the due timers and
+//! flushes every connection written to, so one busy socket cannot starve the others'
+//! liveness replies.
 
 pub mod conn;
+mod fail;
+mod io;
 pub mod listener;
 
-use mio::net::{TcpListener, TcpStream};
+use mio::event::Source;
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
+use serde::{Deserialize, Serialize};
 use slab::Slab;
 use std::collections::HashMap;
-use std::io::{self, ErrorKind};
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::codec::encode_json;
-use crate::proto::{Action, ConnId, Disconnect, Event, Message, Millis, Node, Role, Timer};
+use crate::proto::{ConnId, Event, Message, Millis, Node, Role, Timer};
 use crate::wheel::TimerWheel;
-use conn::{Conn, ReadOutcome};
+use conn::Conn;
+
+pub use fail::NodeState;
 
 /// Where hosted nodes' events go.
 pub trait Sink {
@@ -57,13 +65,40 @@ impl Default for Clock {
     }
 }
 
-/// Driver-wide counters (for the swarm report).
-#[derive(Debug, Clone, Copy, Default)]
+/// Driver-wide counters (for the swarm report). Mergeable across drivers with
+/// [`NetStats::add`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct NetStats {
     pub frames_sent: u64,
     pub bytes_sent: u64,
     pub write_calls: u64,
+    pub frames_received: u64,
+    pub read_calls: u64,
     pub connections_opened: u64,
+    /// Loop turns, and those that left some connection's input for the next turn.
+    pub turns: u64,
+    pub turns_over_budget: u64,
+    /// Time spent working (not waiting in poll), the longest turn, and the latest a
+    /// timer fired.
+    pub busy_ms: u64,
+    pub max_turn_ms: u64,
+    pub max_timer_lag_ms: u64,
+}
+
+impl NetStats {
+    pub fn add(&mut self, o: &NetStats) {
+        self.frames_sent += o.frames_sent;
+        self.bytes_sent += o.bytes_sent;
+        self.write_calls += o.write_calls;
+        self.frames_received += o.frames_received;
+        self.read_calls += o.read_calls;
+        self.connections_opened += o.connections_opened;
+        self.turns += o.turns;
+        self.turns_over_budget += o.turns_over_budget;
+        self.busy_ms += o.busy_ms;
+        self.max_turn_ms = self.max_turn_ms.max(o.max_turn_ms);
+        self.max_timer_lag_ms = self.max_timer_lag_ms.max(o.max_timer_lag_ms);
+    }
 }
 
 enum Entry {
@@ -74,10 +109,26 @@ enum Entry {
 struct Hosted {
     core: Node,
     conns: HashMap<ConnId, usize>,
+    listener: usize,
+    state: NodeState,
 }
 
+/// A connection with input left for the next turn: (slab key, node, conn).
+type Unread = (usize, usize, ConnId);
+
 const WAKER: Token = Token(usize::MAX);
-const READ_CHUNK: usize = 64 * 1024;
+/// Tokens below this are the slab's; the ones above, up to the waker, are the host's.
+const EXTERNAL_BASE: usize = usize::MAX - 64;
+/// One read of this size per connection per turn: about a hundred gossip frames.
+const READ_CHUNK: usize = 16 * 1024;
+/// How long a turn reads before it fires the due timers (and may flush).
+const TURN_BUDGET: Duration = Duration::from_millis(10);
+/// Queued frames go out when the loop finds nothing more to read, or after this long
+/// at the latest. On loopback a write costs about 3 us of kernel time however small, so
+/// a saturated loop that wrote after every short turn would spend most of its time
+/// writing single frames; this way the busier the loop, the more frames per write,
+/// while an idle loop adds no latency.
+const FLUSH_MAX: Duration = Duration::from_millis(10);
 
 /// The event loop.
 pub struct Driver<S: Sink> {
@@ -90,15 +141,22 @@ pub struct Driver<S: Sink> {
     max_frame: usize,
     scratch: Vec<u8>,
     dirty: Vec<usize>,
+    unread: Vec<Unread>,
+    /// The messages of one read, handed to the core one by one.
+    inbox: Vec<Message>,
     /// The last message encoded, kept alive so a pointer match is sound.
     encoded: Option<(Arc<Message>, Vec<u8>)>,
     stop: Arc<AtomicBool>,
     waker: Arc<Waker>,
     pub stats: NetStats,
+    busy_us: u64,
+    last_flush: Instant,
+    accept_errors: u64,
+    accept_warned: Option<Instant>,
 }
 
 impl<S: Sink> Driver<S> {
-    pub fn new(sink: S, max_frame: usize) -> io::Result<Self> {
+    pub fn new(sink: S, max_frame: usize) -> std::io::Result<Self> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let clock = Clock::new();
@@ -112,10 +170,16 @@ impl<S: Sink> Driver<S> {
             max_frame,
             scratch: vec![0; READ_CHUNK],
             dirty: Vec::new(),
+            unread: Vec::new(),
+            inbox: Vec::new(),
             encoded: None,
             stop: Arc::new(AtomicBool::new(false)),
             waker,
             stats: NetStats::default(),
+            busy_us: 0,
+            last_flush: Instant::now(),
+            accept_errors: 0,
+            accept_warned: None,
         })
     }
 
@@ -136,31 +200,52 @@ impl<S: Sink> Driver<S> {
         self.nodes.len()
     }
 
+    /// Makes room for `nodes` more nodes and `sockets` more sockets at once, so a host
+    /// that knows its size does not pay for the slack of doubling growth.
+    pub fn reserve(&mut self, nodes: usize, sockets: usize) {
+        self.nodes.reserve_exact(nodes);
+        self.entries.reserve_exact(sockets);
+    }
+
+    /// Open sockets: listeners and connections.
+    pub fn socket_count(&self) -> usize {
+        self.entries.len()
+    }
+
     /// Hosts `core` on `listener` (already bound to `core.addr()`) and starts it.
-    pub fn add(&mut self, core: Node, mut listener: TcpListener) -> io::Result<usize> {
+    pub fn add(&mut self, core: Node, mut listener: TcpListener) -> std::io::Result<usize> {
         let node = self.nodes.len();
         let entry = self.entries.vacant_entry();
+        let key = entry.key();
         self.poll
             .registry()
-            .register(&mut listener, Token(entry.key()), Interest::READABLE)?;
+            .register(&mut listener, Token(key), Interest::READABLE)?;
         entry.insert(Entry::Listener { node, listener });
         self.nodes.push(Hosted {
             core,
             conns: HashMap::new(),
+            listener: key,
+            state: NodeState::Live,
         });
         let now = self.now();
-        if let Some(h) = self.nodes.get_mut(node) {
-            h.core.start(now);
-        }
-        self.drain(node);
+        self.core(node, |core| core.start(now));
         self.flush_dirty();
         Ok(node)
     }
 
+    /// Registers a socket the host owns (a control channel, say) on this loop, so that a
+    /// turn returns when it is ready. `slot` (below 64) tells several apart; the driver
+    /// itself ignores their readiness.
+    pub fn register_external(&self, source: &mut impl Source, slot: usize) -> std::io::Result<()> {
+        let token = Token(EXTERNAL_BASE + slot.min(62));
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        self.poll.registry().register(source, token, interest)
+    }
+
     /// Runs until the stop flag is set.
-    pub fn run(&mut self) -> io::Result<()> {
+    pub fn run(&mut self) -> std::io::Result<()> {
         let mut events = Events::with_capacity(1024);
-        while !self.stop.load(Ordering::Relaxed) {
+        while !self.stopping() {
             self.turn(&mut events, None)?;
         }
         self.shutdown();
@@ -172,27 +257,108 @@ impl<S: Sink> Driver<S> {
         self.stop.load(Ordering::Relaxed)
     }
 
-    /// One pass: wait for readiness or the next deadline (at most `max_wait`), then handle
-    /// every ready socket and every due timer, and flush what they queued.
-    pub fn turn(&mut self, events: &mut Events, max_wait: Option<Duration>) -> io::Result<()> {
-        let timeout = self.poll_timeout(max_wait);
-        match self.poll.poll(events, timeout) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::Interrupted => return Ok(()),
-            Err(e) => return Err(e),
-        }
+    /// One pass: wait for readiness or the next deadline (at most `max_wait`; not at all
+    /// while input or output is pending), then read the ready sockets (a bounded amount
+    /// each, for a bounded time), fire every due timer, and flush what they queued if
+    /// nothing else is ready or the last flush is [`FLUSH_MAX`] old.
+    pub fn turn(&mut self, events: &mut Events, max_wait: Option<Duration>) -> std::io::Result<()> {
+        let Some(idle) = self.wait(events, max_wait)? else {
+            return Ok(());
+        };
+        let began = Instant::now();
+        let end = began + TURN_BUDGET;
+        // What waited since last turn goes first; past the turn's budget, input is left
+        // for the next turn so that timers fire and replies go out on time.
+        let unread = std::mem::take(&mut self.unread);
+        self.read_unread(unread, end);
         for ev in events.iter() {
-            if ev.token() != WAKER {
-                self.ready(
-                    ev.token().0,
-                    ev.is_readable(),
-                    ev.is_writable() || ev.is_error(),
-                );
-            }
+            self.event(ev, end);
         }
         self.fire_timers();
-        self.flush_dirty();
+        if idle || self.last_flush.elapsed() >= FLUSH_MAX {
+            self.flush_dirty();
+        }
+        self.count_turn(began);
         Ok(())
+    }
+
+    /// Polls; Some(true) when nothing at all is ready, None when a signal interrupted.
+    fn wait(
+        &mut self,
+        events: &mut Events,
+        max_wait: Option<Duration>,
+    ) -> std::io::Result<Option<bool>> {
+        let pending = !self.unread.is_empty() || !self.dirty.is_empty();
+        let timeout = match pending {
+            true => Some(Duration::ZERO),
+            false => self.poll_timeout(max_wait),
+        };
+        match self.poll.poll(events, timeout) {
+            Ok(()) => Ok(Some(events.is_empty() && self.unread.is_empty())),
+            Err(e) if e.kind() == ErrorKind::Interrupted => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Handles one readiness event, leaving its input for next turn past `end`.
+    fn event(&mut self, ev: &mio::event::Event, end: Instant) {
+        let key = ev.token().0;
+        if key >= EXTERNAL_BASE {
+            return;
+        }
+        let to_end = ev.is_read_closed() || ev.is_error();
+        let writable = ev.is_writable() || ev.is_error();
+        let readable = ev.is_readable() || to_end;
+        if readable && Instant::now() >= end && self.defer(key, to_end) {
+            if writable {
+                self.ready(key, false, true, false);
+            }
+            return;
+        }
+        self.ready(key, readable, writable, to_end);
+    }
+
+    fn count_turn(&mut self, began: Instant) {
+        self.stats.turns += 1;
+        if !self.unread.is_empty() {
+            self.stats.turns_over_budget += 1;
+        }
+        let us = began.elapsed().as_micros() as u64;
+        self.busy_us += us;
+        self.stats.busy_ms = self.busy_us / 1000;
+        self.stats.max_turn_ms = self.stats.max_turn_ms.max(us / 1000);
+    }
+
+    /// Leaves a ready connection's input for the next turn; false for a listener or a
+    /// pending connect (cheap, and they must not wait).
+    fn defer(&mut self, key: usize, to_end: bool) -> bool {
+        match self.entries.get_mut(key) {
+            Some(Entry::Conn(c)) if !c.connecting => c.to_end |= to_end,
+            _ => return false,
+        }
+        self.defer_read(key);
+        true
+    }
+
+    /// Reads again the connections left over last turn, if still theirs, until `end`.
+    fn read_unread(&mut self, mut unread: Vec<Unread>, end: Instant) {
+        let mut rest = unread.drain(..);
+        for (key, node, id) in rest.by_ref() {
+            if let Some(Entry::Conn(c)) = self.entries.get_mut(key) {
+                if c.node == node && c.id == id {
+                    c.unread = false;
+                    let now = self.now();
+                    self.read_conn(key, now);
+                }
+            }
+            if Instant::now() >= end {
+                break;
+            }
+        }
+        self.unread.extend(rest);
+        if self.unread.is_empty() {
+            self.unread = unread;
+        }
     }
 
     fn poll_timeout(&self, max_wait: Option<Duration>) -> Option<Duration> {
@@ -209,113 +375,20 @@ impl<S: Sink> Driver<S> {
 
     fn fire_timers(&mut self) {
         let now = self.now();
-        while let Some((_, (node, timer))) = self.wheel.poll(now) {
-            if let Some(h) = self.nodes.get_mut(node) {
-                h.core.timer(timer, now);
-                self.drain(node);
+        while let Some((due, (node, timer))) = self.wheel.poll(now) {
+            let lag = now.saturating_sub(due);
+            self.stats.max_timer_lag_ms = self.stats.max_timer_lag_ms.max(lag);
+            // A frozen or killed node's timers are dropped: it never acts again.
+            if self.is_live(node) {
+                self.core(node, |core| core.timer(timer, now));
             }
         }
     }
 
-    fn ready(&mut self, key: usize, readable: bool, writable: bool) {
-        match self.entries.get(key) {
-            Some(Entry::Listener { node, .. }) => {
-                let node = *node;
-                self.accept_all(key, node);
-            }
-            Some(Entry::Conn(_)) => self.conn_ready(key, readable, writable),
-            None => {}
-        }
-    }
-
-    fn accept_all(&mut self, key: usize, node: usize) {
-        loop {
-            let Some(Entry::Listener { listener, .. }) = self.entries.get(key) else {
-                return;
-            };
-            match listener.accept() {
-                Ok((stream, remote)) => self.adopt(node, stream, remote),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    log::warn!("accept failed: {e}");
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Registers an accepted connection and tells its node.
-    fn adopt(&mut self, node: usize, mut stream: TcpStream, remote: SocketAddr) {
-        let now = self.now();
-        let _ = stream.set_nodelay(true);
-        let entry = self.entries.vacant_entry();
-        let key = entry.key();
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut stream, Token(key), interest)
-        {
-            log::warn!("cannot register connection from {remote}: {e}");
-            return;
-        }
-        let Some(h) = self.nodes.get_mut(node) else {
-            return;
-        };
-        let id = h.core.accept(remote, now);
-        h.conns.insert(id, key);
-        entry.insert(Entry::Conn(Box::new(Conn::new(
-            node,
-            id,
-            stream,
-            remote,
-            self.max_frame,
-        ))));
-        self.stats.connections_opened += 1;
-        self.drain(node);
-    }
-
-    fn conn_ready(&mut self, key: usize, readable: bool, writable: bool) {
-        let now = self.now();
-        let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
-            return;
-        };
-        let (node, id) = (c.node, c.id);
-        if c.connecting {
-            match c.finish_connect() {
-                Ok(true) => self.core(node, |core| core.connected(id, now)),
-                Ok(false) => return,
-                Err(e) => return self.drop_conn(key, Disconnect::ConnectFailed(e.to_string())),
-            }
-            if !self.holds(key, node, id) {
-                return;
-            }
-        }
-        if writable {
-            self.flush_conn(key);
-        }
-        if readable {
-            self.read_conn(key, now);
-        }
-    }
-
-    fn read_conn(&mut self, key: usize, now: Millis) {
-        let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
-            return;
-        };
-        let (node, id) = (c.node, c.id);
-        let Some(h) = self.nodes.get_mut(node) else {
-            return;
-        };
-        let outcome = c.read(&mut self.scratch, |msg| h.core.message(id, msg, now));
-        self.drain(node);
-        // The core may have closed this connection meanwhile, and the key been reused.
-        if let ReadOutcome::Ended(why) = outcome {
-            if self.holds(key, node, id) {
-                self.drop_conn(key, why);
-            }
-        }
+    fn is_live(&self, node: usize) -> bool {
+        self.nodes
+            .get(node)
+            .is_some_and(|h| h.state == NodeState::Live)
     }
 
     /// Whether slab `key` still holds connection `id` of `node`.
@@ -331,172 +404,6 @@ impl<S: Sink> Driver<S> {
         }
     }
 
-    /// Closes a connection the core did not ask to close, and tells the core why.
-    fn drop_conn(&mut self, key: usize, why: Disconnect) {
-        let Some((node, id)) = self.forget(key) else {
-            return;
-        };
-        let now = self.now();
-        self.core(node, |core| core.closed(id, why, now));
-    }
-
-    /// Deregisters and drops a connection; returns whose it was.
-    fn forget(&mut self, key: usize) -> Option<(usize, ConnId)> {
-        if !matches!(self.entries.get(key), Some(Entry::Conn(_))) {
-            return None;
-        }
-        let Entry::Conn(mut c) = self.entries.remove(key) else {
-            return None;
-        };
-        let _ = self.poll.registry().deregister(&mut c.stream);
-        if let Some(h) = self.nodes.get_mut(c.node) {
-            h.conns.remove(&c.id);
-        }
-        Some((c.node, c.id))
-    }
-
-    fn drain(&mut self, node: usize) {
-        loop {
-            let Some(action) = self.nodes.get_mut(node).and_then(|h| h.core.poll_action()) else {
-                return;
-            };
-            self.act(node, action);
-        }
-    }
-
-    fn act(&mut self, node: usize, action: Action) {
-        match action {
-            Action::Connect { conn, addr } => self.connect(node, conn, addr),
-            Action::Send { conn, msg } => self.send(node, conn, msg),
-            Action::Close { conn } => self.close(node, conn),
-            Action::SetTimer { at, timer } => {
-                self.wheel.insert(at, (node, timer));
-            }
-            Action::Log(event) => {
-                if let Some(h) = self.nodes.get(node) {
-                    let (addr, role) = (h.core.addr(), h.core.role());
-                    self.sink.event(self.clock.now(), node, addr, role, &event);
-                }
-            }
-        }
-    }
-
-    fn connect(&mut self, node: usize, id: ConnId, addr: SocketAddr) {
-        let registered = TcpStream::connect(addr).and_then(|mut stream| {
-            let _ = stream.set_nodelay(true);
-            let entry = self.entries.vacant_entry();
-            let key = entry.key();
-            let interest = Interest::READABLE | Interest::WRITABLE;
-            self.poll
-                .registry()
-                .register(&mut stream, Token(key), interest)?;
-            let mut c = Conn::new(node, id, stream, addr, self.max_frame);
-            c.connecting = true;
-            entry.insert(Entry::Conn(Box::new(c)));
-            Ok(key)
-        });
-        match registered {
-            Ok(key) => {
-                if let Some(h) = self.nodes.get_mut(node) {
-                    h.conns.insert(id, key);
-                }
-                self.stats.connections_opened += 1;
-            }
-            Err(e) => {
-                let now = self.now();
-                let why = Disconnect::ConnectFailed(e.to_string());
-                self.core(node, |core| core.closed(id, why, now));
-            }
-        }
-    }
-
-    fn key_of(&self, node: usize, id: ConnId) -> Option<usize> {
-        self.nodes.get(node).and_then(|h| h.conns.get(&id)).copied()
-    }
-
-    fn send(&mut self, node: usize, id: ConnId, msg: Arc<Message>) {
-        let Some(key) = self.key_of(node, id) else {
-            return;
-        };
-        if !self.encode(&msg) {
-            return;
-        }
-        let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
-            return;
-        };
-        let frame = self
-            .encoded
-            .as_ref()
-            .map(|(_, b)| b.as_slice())
-            .unwrap_or_default();
-        match c.queue_encoded(frame) {
-            Ok(()) => {
-                self.stats.frames_sent += 1;
-                self.stats.bytes_sent += frame.len() as u64;
-                self.dirty.push(key);
-            }
-            Err(why) => self.drop_conn(key, why),
-        }
-    }
-
-    /// Encodes `msg` into the one-entry cache unless it is already there.
-    fn encode(&mut self, msg: &Arc<Message>) -> bool {
-        if self
-            .encoded
-            .as_ref()
-            .is_some_and(|(m, _)| Arc::ptr_eq(m, msg))
-        {
-            return true;
-        }
-        let mut buf = self.encoded.take().map(|(_, b)| b).unwrap_or_default();
-        buf.clear();
-        match encode_json(msg.as_ref(), self.max_frame, &mut buf) {
-            Ok(()) => {
-                self.encoded = Some((Arc::clone(msg), buf));
-                true
-            }
-            Err(e) => {
-                log::warn!("cannot encode a {} frame: {e}", msg.kind());
-                false
-            }
-        }
-    }
-
-    /// Closes at the core's request: a last non-blocking flush, then the socket goes.
-    fn close(&mut self, node: usize, id: ConnId) {
-        if let Some(key) = self.key_of(node, id) {
-            if let Some(Entry::Conn(c)) = self.entries.get_mut(key) {
-                let _ = c.flush();
-            }
-            self.forget(key);
-        }
-    }
-
-    fn flush_dirty(&mut self) {
-        let mut dirty = std::mem::take(&mut self.dirty);
-        dirty.sort_unstable();
-        dirty.dedup();
-        for key in dirty.drain(..) {
-            self.flush_conn(key);
-        }
-        if self.dirty.is_empty() {
-            self.dirty = dirty;
-        }
-    }
-
-    fn flush_conn(&mut self, key: usize) {
-        let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
-            return;
-        };
-        if c.connecting || !c.has_output() {
-            return;
-        }
-        match c.flush() {
-            Ok(writes) => self.stats.write_calls += writes,
-            Err(why) => self.drop_conn(key, why),
-        }
-    }
-
     /// Flushes what can be flushed and closes every socket.
     pub fn shutdown(&mut self) {
         self.flush_dirty();
@@ -504,3 +411,6 @@ impl<S: Sink> Driver<S> {
         self.sink.flush();
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -157,6 +157,17 @@ impl Node {
         }
         self.message(conn, Message::clone(msg), now)
     }
+    /// As [`Node::deliver`], taking the frame: one that no other receiver shares (a peer
+    /// list, a liveness request) is handled without a copy.
+    pub fn deliver_owned(&mut self, conn: ConnId, msg: Arc<Message>, now: Millis) {
+        if let (Node::Peer(p), Message::Gossip(g)) = (&mut *self, msg.as_ref()) {
+            if p.absorb_duplicate(conn, g, now) {
+                return;
+            }
+        }
+        let msg = Arc::try_unwrap(msg).unwrap_or_else(|shared| Message::clone(&shared));
+        self.message(conn, msg, now)
+    }
     /// A timer set with [`Action::SetTimer`] is due.
     pub fn timer(&mut self, timer: Timer, now: Millis) {
         dispatch!(self, c => c.timer(timer, now))

@@ -5,8 +5,9 @@
 //! seed's list even when no neighbour of it reported to this seed.
 
 use rand::rngs::SmallRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasherDefault;
 use std::net::SocketAddr;
 
 use super::{
@@ -199,7 +200,7 @@ impl SeedCore {
         if others <= max {
             return self.list.iter().copied().filter(|p| *p != asker).collect();
         }
-        let picks = rand::seq::index::sample(&mut self.rng, self.list.len(), max + 1);
+        let picks = sample_indices(&mut self.rng, self.list.len(), max + 1);
         picks
             .into_iter()
             .filter_map(|i| self.list.get(i).copied())
@@ -365,6 +366,103 @@ impl SeedCore {
         if let Some(reg) = peer.and_then(|p| self.registered.get_mut(&p)) {
             if reg.conn == Some(conn) {
                 reg.conn = None;
+            }
+        }
+    }
+}
+
+/// `rand::seq::index::sample(rng, length, amount)`, the same indices from the same draws,
+/// without its cost of O(length) for mid-sized lists: there rand 0.9 shuffles a full
+/// `Vec` of `length` indices (a fresh, page-faulted allocation per registration once a
+/// seed has thousands of peers); here the few positions the partial shuffle touches are
+/// kept in a map. Other sizes go to rand itself.
+fn sample_indices(rng: &mut SmallRng, length: usize, amount: usize) -> Vec<usize> {
+    let (Ok(len), Ok(amt)) = (u32::try_from(length), u32::try_from(amount)) else {
+        return rand::seq::index::sample(rng, length, amount).into_vec();
+    };
+    if amt > len || !rand_shuffles_in_place(len, amt) {
+        return rand::seq::index::sample(rng, length, amount).into_vec();
+    }
+    // Positions below `amount` are each swapped once, in order: a dense array. Those
+    // above are few (at most `amount`) and scattered: a map.
+    let mut low: Vec<u32> = (0..amt).collect();
+    let mut high: HashMap<u32, u32, BuildHasherDefault<IndexHasher>> =
+        HashMap::with_capacity_and_hasher(amount, BuildHasherDefault::default());
+    for i in 0..amt {
+        let j: u32 = rng.random_range(i..len);
+        let at_i = low.get(i as usize).copied().unwrap_or(i);
+        let at_j = match low.get_mut(j as usize) {
+            Some(slot) => std::mem::replace(slot, at_i),
+            None => high.insert(j, at_i).unwrap_or(j),
+        };
+        if let Some(slot) = low.get_mut(i as usize) {
+            *slot = at_j;
+        }
+    }
+    low.into_iter().map(|v| v as usize).collect()
+}
+
+/// A hasher for small integer keys: one multiply, as the keys are not chosen by anyone.
+#[derive(Default)]
+struct IndexHasher(u64);
+
+impl std::hash::Hasher for IndexHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+/// Whether rand 0.9's `index::sample` takes its in-place path (its own thresholds).
+fn rand_shuffles_in_place(length: u32, amount: u32) -> bool {
+    let j = usize::from(length >= 500_000);
+    if amount < 163 {
+        const C: [[f32; 2]; 2] = [[1.6, 8.0 / 45.0], [10.0, 70.0 / 9.0]];
+        let amount_fp = amount as f32;
+        let m4 = C[0][j] * amount_fp;
+        amount > 11 && (length as f32) < (C[1][j] + m4) * amount_fp
+    } else {
+        const C: [f32; 2] = [270.0, 330.0 / 9.0];
+        (length as f32) < C[j] * (amount as f32)
+    }
+}
+
+#[cfg(test)]
+mod sample_tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_is_rands_own_for_every_size() {
+        for (length, amount) in [
+            (300, 257),
+            (5_000, 257),
+            (69_000, 257),
+            (100_000, 257),
+            (60, 20),
+            (2_000, 20),
+            (10, 10),
+            (40, 5),
+        ] {
+            for seed in 0..3 {
+                let mut a = SmallRng::seed_from_u64(seed);
+                let mut b = SmallRng::seed_from_u64(seed);
+                let ours = sample_indices(&mut a, length, amount);
+                let theirs = rand::seq::index::sample(&mut b, length, amount).into_vec();
+                assert_eq!(
+                    ours, theirs,
+                    "length {length}, amount {amount}, seed {seed}"
+                );
+                assert_eq!(a.random::<u64>(), b.random::<u64>(), "same draws consumed");
             }
         }
     }

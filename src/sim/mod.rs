@@ -1,33 +1,45 @@
 //! The simulator: drives the same seed and peer cores over a virtual network with a
-//! virtual clock.
+//! virtual clock, and `gossipd sim`, the stress run built on it.
 //!
-//! Deterministic: one seeded RNG draws every latency and loss, events at the same instant
-//! run in the order they were scheduled, and no wall clock is read. A minute of protocol
-//! runs in milliseconds, and the same seed replays the same run exactly.
+//! Deterministic: one seeded RNG draws every latency and loss, the inputs of one virtual
+//! millisecond run in node order (and, for one node, in the order they were scheduled),
+//! and no wall clock is read here (only `command.rs` reads one, for its progress line and
+//! its resource figures). A minute of protocol runs in milliseconds, and the same seed
+//! replays the same run exactly.
+//!
+//! Files: `queue.rs` (the calendar event queue), `routes.rs` (connections, partitions),
+//! `engine.rs` (carrying out the cores' actions), `frames.rs` (frame sizes and types),
+//! `args.rs` (the command's flags), `scenario.rs` (a stress run: plan, failures,
+//! partitions, report), `watch.rs` (its observer), `command.rs` (printing, files, clock).
+
+mod args;
+mod command;
+mod engine;
+mod frames;
+mod queue;
+mod routes;
+mod scenario;
+mod watch;
 
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use rand::SeedableRng;
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
-use crate::proto::{Action, ConnId, Disconnect, Event, Message, Millis, Node, Timer};
+use crate::proto::{Event, Millis, Node};
 
-/// `gossipd sim` flags (being written).
-#[derive(Debug, clap::Args)]
-pub struct SimArgs {
-    #[command(flatten)]
-    pub stress: crate::stress::StressArgs,
-}
+pub use args::{Latency, PartitionSpec, SimArgs};
+pub use command::run;
+pub use scenario::{peer_addr, seed_addr, simulate, Outcome, Progress, Scenario};
 
-/// Runs `gossipd sim` (being written).
-pub fn run(_args: &SimArgs) -> anyhow::Result<bool> {
-    anyhow::bail!("gossipd sim is not written yet")
-}
+use engine::{Input, Scheduled};
+pub use frames::FrameKinds;
+use frames::FrameSizer;
+use queue::Calendar;
+use routes::{Cuts, Routes};
 
 /// The virtual network's behaviour.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NetModel {
     /// One-way latency, drawn uniformly from this range (ms).
     pub latency_min: Millis,
@@ -84,35 +96,23 @@ impl Observer for Recorder {
     }
 }
 
-#[derive(Debug)]
-enum Input {
-    Timer(Timer),
-    Accept { from: usize, from_conn: ConnId },
-    Connected(ConnId),
-    Closed(ConnId, Disconnect),
-    Deliver(ConnId, Arc<Message>),
-    Start,
-}
-
-#[derive(Debug)]
-struct Scheduled {
-    node: usize,
-    input: Input,
-}
-
-/// One direction of a connection: where frames sent on (node, conn) arrive.
-#[derive(Debug, Clone, Copy)]
-struct Route {
-    node: usize,
-    conn: ConnId,
-    /// Frames on a connection arrive in order: never before the previous one.
-    last_arrival: Millis,
-}
-
-#[derive(Debug)]
-struct SimNode {
-    core: Node,
-    up: bool,
+/// What the virtual network carried.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetStats {
+    /// Inputs handed to the nodes (starts, timers, connects, closes, frames).
+    pub inputs: u64,
+    /// Connections accepted (both ends up).
+    pub connections_opened: u64,
+    /// Connects refused: unknown address, node down, or across a partition.
+    pub connects_refused: u64,
+    /// Frames a node queued on an open connection, and their encoded size (header included).
+    pub frames_sent: u64,
+    pub bytes_sent: u64,
+    /// Frames handed to a running node's core.
+    pub frames_delivered: u64,
+    /// Frames dropped by `NetModel::loss`, and across a partition.
+    pub frames_lost: u64,
+    pub frames_cut: u64,
 }
 
 /// The simulator.
@@ -120,15 +120,18 @@ pub struct Sim<O: Observer = Recorder> {
     now: Millis,
     rng: SmallRng,
     model: NetModel,
-    nodes: Vec<SimNode>,
-    by_addr: HashMap<SocketAddr, usize>,
-    routes: HashMap<(usize, ConnId), Route>,
-    queue: BinaryHeap<Reverse<(Millis, u64)>>,
-    pending: HashMap<u64, Scheduled>,
-    next_seq: u64,
-    /// Frames delivered and lost so far.
-    pub frames_delivered: u64,
-    pub frames_lost: u64,
+    nodes: Vec<Node>,
+    /// Per node: running (false once failed). Apart from the nodes, so that checking it
+    /// costs no extra cache line of a node that will not be touched.
+    up: Vec<bool>,
+    by_addr: HashMap<SocketAddr, u32>,
+    routes: Routes,
+    cuts: Cuts,
+    queue: Calendar<Scheduled>,
+    sizer: FrameSizer,
+    /// The frame types `model.loss` applies to.
+    lossy: FrameKinds,
+    stats: NetStats,
     pub observer: O,
 }
 
@@ -152,211 +155,127 @@ impl<O: Observer> Sim<O> {
             rng: SmallRng::seed_from_u64(rng_seed),
             model,
             nodes: Vec::new(),
+            up: Vec::new(),
             by_addr: HashMap::new(),
-            routes: HashMap::new(),
-            queue: BinaryHeap::new(),
-            pending: HashMap::new(),
-            next_seq: 0,
-            frames_delivered: 0,
-            frames_lost: 0,
+            routes: Routes::default(),
+            cuts: Cuts::new(),
+            queue: Calendar::new(EPOCH),
+            sizer: FrameSizer::default(),
+            lossy: FrameKinds::ALL,
+            stats: NetStats::default(),
             observer,
         }
+    }
+
+    /// Makes `NetModel::loss` apply to these frame types only (all of them by default).
+    pub fn set_lossy(&mut self, kinds: FrameKinds) {
+        self.lossy = kinds;
     }
 
     pub fn now(&self) -> Millis {
         self.now
     }
 
+    /// Makes room for `more` nodes, so that a large network does not leave up to half
+    /// the node table unused.
+    pub fn reserve(&mut self, more: usize) {
+        self.nodes.reserve_exact(more);
+        self.up.reserve_exact(more);
+        self.routes.reserve(more);
+    }
+
     /// Adds a node; it starts at `now + delay`. Returns its index.
     pub fn add(&mut self, core: Node, delay: Millis) -> usize {
         let idx = self.nodes.len();
-        self.by_addr.insert(core.addr(), idx);
-        self.nodes.push(SimNode { core, up: true });
-        self.schedule(self.now + delay, idx, Input::Start);
+        let id = u32::try_from(idx).expect("fewer than 2^32 simulated nodes");
+        self.by_addr.insert(core.addr(), id);
+        self.nodes.push(core);
+        self.up.push(true);
+        self.routes.add_node();
+        self.schedule(self.now + delay, id, Input::Start);
         idx
     }
 
     pub fn node(&self, idx: usize) -> Option<&Node> {
-        self.nodes.get(idx).map(|n| &n.core)
+        self.nodes.get(idx)
+    }
+
+    /// Every node, in the order they were added.
+    pub fn nodes(&self) -> impl Iterator<Item = &Node> + '_ {
+        self.nodes.iter()
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
     }
 
     pub fn is_up(&self, idx: usize) -> bool {
-        self.nodes.get(idx).is_some_and(|n| n.up)
+        self.up.get(idx).copied().unwrap_or(false)
     }
 
-    /// Stops a node now.
+    pub fn stats(&self) -> NetStats {
+        self.stats
+    }
+
+    /// Inputs waiting in the queue (frames in flight, timers, starts).
+    pub fn pending(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Heap bytes of the connection tables, for memory accounting.
+    pub fn route_bytes(&self) -> usize {
+        self.routes.heap_bytes()
+    }
+
+    /// Stops a node now. A crash closes its connections (remotes see each end after a
+    /// latency); a silent failure leaves them open and unanswered.
     pub fn fail(&mut self, idx: usize, how: Failure) {
-        let Some(n) = self.nodes.get_mut(idx) else {
+        let Some(up) = self.up.get_mut(idx) else {
             return;
         };
-        n.up = false;
+        *up = false;
         if how == Failure::Silent {
             return;
         }
-        let ends: Vec<ConnId> = self
-            .routes
-            .keys()
-            .filter(|(node, _)| *node == idx)
-            .map(|(_, c)| *c)
-            .collect();
-        for conn in ends {
-            self.close_route(idx, conn);
+        let Ok(id) = u32::try_from(idx) else { return };
+        for route in self.routes.take_all(id) {
+            if route.open {
+                self.send_fin(id, route);
+            }
         }
+    }
+
+    /// Cuts the nodes `members` off from every other node, from now until `heal_at`:
+    /// frames across the cut are lost, connects across it refused, and a close across it
+    /// is heard only after it heals. False when 64 partitions are already in force.
+    pub fn partition(&mut self, members: &[usize], heal_at: Millis) -> bool {
+        self.cuts.start(members, self.nodes.len(), heal_at)
+    }
+
+    /// Partitions in force now.
+    pub fn partitions(&self) -> usize {
+        self.cuts.in_force()
     }
 
     /// Runs every event due up to and including `until`.
     pub fn run_until(&mut self, until: Millis) {
-        while let Some(Reverse((at, seq))) = self.queue.peek().copied() {
-            if at > until {
-                break;
-            }
-            self.queue.pop();
+        while let Some((at, mut batch)) = self.queue.pop_due(until) {
             self.now = at;
-            if let Some(s) = self.pending.remove(&seq) {
-                self.step(s.node, s.input);
+            self.cuts.heal_due(at);
+            batch.sort_by_key(|s| s.node);
+            for s in batch.drain(..) {
+                self.step(s);
             }
         }
         self.now = self.now.max(until);
+        self.cuts.heal_due(self.now);
     }
 
     pub fn run_for(&mut self, duration: Millis) {
         self.run_until(self.now + duration);
     }
 
-    fn schedule(&mut self, at: Millis, node: usize, input: Input) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.pending.insert(seq, Scheduled { node, input });
-        self.queue.push(Reverse((at, seq)));
-    }
-
-    fn latency(&mut self) -> Millis {
-        let (lo, hi) = (
-            self.model.latency_min,
-            self.model.latency_max.max(self.model.latency_min),
-        );
-        self.rng.random_range(lo..=hi)
-    }
-
-    fn step(&mut self, idx: usize, input: Input) {
-        let now = self.now;
-        let Some(n) = self.nodes.get_mut(idx) else {
-            return;
-        };
-        if !n.up {
-            return;
-        }
-        match input {
-            Input::Start => n.core.start(now),
-            Input::Timer(t) => n.core.timer(t, now),
-            Input::Connected(conn) => n.core.connected(conn, now),
-            Input::Closed(conn, why) => {
-                self.routes.remove(&(idx, conn));
-                n.core.closed(conn, why, now)
-            }
-            Input::Deliver(conn, msg) => {
-                self.frames_delivered += 1;
-                n.core.deliver(conn, &msg, now)
-            }
-            Input::Accept { from, from_conn } => {
-                let remote = self.nodes.get(from).map(|f| f.core.addr());
-                let (Some(n), Some(remote)) = (self.nodes.get_mut(idx), remote) else {
-                    return;
-                };
-                let conn = n.core.accept(remote, now);
-                self.join(idx, conn, from, from_conn);
-            }
-        }
-        self.drain(idx);
-    }
-
-    /// Links both ends of a new connection and tells the dialler it is connected.
-    fn join(&mut self, idx: usize, conn: ConnId, from: usize, from_conn: ConnId) {
-        let now = self.now;
-        let back = Route {
-            node: from,
-            conn: from_conn,
-            last_arrival: now,
-        };
-        self.routes.insert((idx, conn), back);
-        let forth = Route {
-            node: idx,
-            conn,
-            last_arrival: now,
-        };
-        self.routes.insert((from, from_conn), forth);
-        let lat = self.latency();
-        self.schedule(now + lat, from, Input::Connected(from_conn));
-    }
-
-    fn drain(&mut self, idx: usize) {
-        loop {
-            let Some(action) = self.nodes.get_mut(idx).and_then(|n| n.core.poll_action()) else {
-                return;
-            };
-            self.act(idx, action);
-        }
-    }
-
-    fn act(&mut self, idx: usize, action: Action) {
-        let now = self.now;
-        match action {
-            Action::Connect { conn, addr } => self.dial(idx, conn, addr),
-            Action::Send { conn, msg } => self.send(idx, conn, msg),
-            Action::Close { conn } => self.close_route(idx, conn),
-            Action::SetTimer { at, timer } => self.schedule(at.max(now), idx, Input::Timer(timer)),
-            Action::Log(event) => {
-                if let Some(n) = self.nodes.get(idx) {
-                    self.observer.event(now, n.core.addr(), &event);
-                }
-            }
-        }
-    }
-
-    fn dial(&mut self, idx: usize, conn: ConnId, addr: SocketAddr) {
-        let lat = self.latency();
-        let at = self.now + lat;
-        match self.by_addr.get(&addr).copied() {
-            Some(to) if self.is_up(to) => {
-                let input = Input::Accept {
-                    from: idx,
-                    from_conn: conn,
-                };
-                self.schedule(at, to, input);
-            }
-            _ => {
-                let why = Disconnect::ConnectFailed("connection refused".into());
-                self.schedule(at, idx, Input::Closed(conn, why));
-            }
-        }
-    }
-
-    fn send(&mut self, idx: usize, conn: ConnId, msg: Arc<Message>) {
-        if self.model.loss > 0.0 && self.rng.random_bool(self.model.loss.min(1.0)) {
-            self.frames_lost += 1;
-            return;
-        }
-        let lat = self.latency();
-        let Some(route) = self.routes.get_mut(&(idx, conn)) else {
-            return;
-        };
-        let at = (self.now + lat).max(route.last_arrival);
-        route.last_arrival = at;
-        let (to, to_conn) = (route.node, route.conn);
-        self.schedule(at, to, Input::Deliver(to_conn, msg));
-    }
-
-    /// Closes this end; the other end hears of it after a latency (a FIN).
-    fn close_route(&mut self, idx: usize, conn: ConnId) {
-        let Some(route) = self.routes.remove(&(idx, conn)) else {
-            return;
-        };
-        let lat = self.latency();
-        let at = (self.now + lat).max(route.last_arrival);
-        self.schedule(
-            at,
-            route.node,
-            Input::Closed(route.conn, Disconnect::Closed),
-        );
+    fn schedule(&mut self, at: Millis, node: u32, input: Input) {
+        self.queue.push(at, Scheduled { node, input });
     }
 }

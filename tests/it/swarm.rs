@@ -1,1 +1,208 @@
-//! `gossipd swarm` with workers, kills and freezes (being written).
+//! `gossipd swarm` as a user runs it: a supervisor and its worker processes, every node a
+//! real listener on 127.0.0.0/8, kills and freezes, the JSON report. Each run is bounded
+//! by `--duration` and by the test's own deadline; past it the test kills the supervisor
+//! it started (by PID), and the workers, losing their control connection, exit on their own.
+
+use serde_json::Value;
+use std::fs::{self, File};
+use std::path::Path;
+use std::process::{Command, ExitStatus};
+use std::sync::OnceLock;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+/// A generous bound for one swarm run: tests share two cores, in a debug build.
+const RUN_LIMIT: Duration = Duration::from_secs(50);
+
+/// One finished `gossipd swarm` run, and the directory holding its files.
+struct Run {
+    dir: TempDir,
+    status: ExitStatus,
+    report: Value,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// The report's field `name` as a number (0 when absent, which the checks then catch).
+    fn num(&self, name: &str) -> f64 {
+        self.report[name].as_f64().unwrap_or(0.0)
+    }
+
+    fn context(&self) -> String {
+        format!(
+            "exit {:?}\n--- stdout (last lines)\n{}\n--- stderr\n{}",
+            self.status.code(),
+            last_lines(&self.stdout, 25),
+            last_lines(&self.stderr, 25)
+        )
+    }
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Runs `gossipd swarm ARGS --report FILE --events FILE` to its end and reads the report.
+fn swarm(args: &[&str]) -> Run {
+    let dir = TempDir::new().expect("temp dir");
+    let report = dir.path().join("report.json");
+    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gossipd"))
+        .arg("swarm")
+        .args(args)
+        .arg("--report")
+        .arg(&report)
+        .arg("--events")
+        .arg(dir.path().join("events.jsonl"))
+        .stdout(File::create(&out).expect("stdout file"))
+        .stderr(File::create(&err).expect("stderr file"))
+        .spawn()
+        .expect("start gossipd swarm");
+    let end = Instant::now() + RUN_LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for gossipd swarm") {
+            break status;
+        }
+        if Instant::now() >= end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "gossipd swarm {args:?} ran past {RUN_LIMIT:?}: {}",
+                read(&out)
+            );
+        }
+        sleep(Duration::from_millis(100));
+    };
+    let text = read(&report);
+    let report = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Run {
+        dir,
+        status,
+        report,
+        stdout: read(&out),
+        stderr: read(&err),
+    }
+}
+
+fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_default()
+}
+
+/// 200 peers on two workers; at 3 s a kill of 5% of them and a freeze of another 5%.
+/// Shared by the tests that read its report.
+fn failures_run() -> &'static Run {
+    static RUN: OnceLock<Run> = OnceLock::new();
+    RUN.get_or_init(|| {
+        swarm(&[
+            "--peers",
+            "200",
+            "--workers",
+            "2",
+            "--originators",
+            "10",
+            "--messages",
+            "6",
+            "--gossip-interval",
+            "1s",
+            "--liveness-interval",
+            "1s",
+            "--kill",
+            "0.05@3s",
+            "--freeze",
+            "0.05@3s",
+            "--rng-seed",
+            "5",
+            "--duration",
+            "40s",
+        ])
+    })
+}
+
+#[test]
+fn a_kill_and_a_freeze_among_200_peers_on_two_workers_are_all_found_and_removed() {
+    let run = failures_run();
+    let f = &run.report["failures"];
+    let ctx = run.context();
+    assert_eq!(f["killed"], 10, "{ctx}");
+    assert_eq!(f["frozen"], 10, "{ctx}");
+    assert_eq!(f["not_detected"], 0, "{ctx}");
+    assert_eq!(f["not_removed"], 0, "{ctx}");
+    assert_eq!(run.num("false_dead_reports"), 0.0, "{ctx}");
+    assert_eq!(run.num("false_removals"), 0.0, "{ctx}");
+    assert_eq!(run.num("coverage_after_failures"), 1.0, "{ctx}");
+    // Found within (misses + 1) liveness intervals: 4 s.
+    assert!(
+        f["removal_ms"]["max"]
+            .as_u64()
+            .is_some_and(|ms| ms <= 4_000),
+        "{ctx}"
+    );
+    assert!(run.status.success(), "{ctx}");
+}
+
+#[test]
+fn the_report_of_two_workers_holds_consistent_figures() {
+    let run = failures_run();
+    let ctx = run.context();
+    let (made, expected) = (run.num("deliveries_made"), run.num("deliveries_expected"));
+    assert!(expected > 0.0 && made <= expected, "{ctx}");
+    assert!(
+        (run.num("coverage") - made / expected).abs() < 1e-9,
+        "{ctx}"
+    );
+    assert_eq!(run.num("workers"), 2.0, "{ctx}");
+    assert_eq!(run.num("peers"), 200.0, "{ctx}");
+    assert_eq!(run.report["mode"], "swarm", "{ctx}");
+    assert_eq!(run.num("messages_created"), 60.0, "{ctx}");
+    for field in [
+        "cpu_s",
+        "frames_per_write",
+        "cpu_us_per_delivery",
+        "rss_per_peer_bytes",
+    ] {
+        assert!(run.num(field) > 0.0, "{field} missing or zero: {ctx}");
+    }
+    let rss = run.report["peak_rss_per_worker_kib"].as_array();
+    assert!(
+        rss.is_some_and(|r| r.len() == 2 && r.iter().all(|k| k.as_u64() > Some(0))),
+        "{ctx}"
+    );
+    assert!(run.num("frames_sent") >= run.num("write_calls"), "{ctx}");
+}
+
+#[test]
+fn each_worker_writes_the_events_of_its_nodes_to_its_own_file() {
+    let run = failures_run();
+    let mut nodes = std::collections::BTreeSet::new();
+    let mut reports = 0;
+    for w in 0..2 {
+        let path = run.dir.path().join(format!("events.jsonl.w{w}"));
+        let text = read(&path);
+        assert!(
+            !text.is_empty(),
+            "{} is empty: {}",
+            path.display(),
+            run.context()
+        );
+        for line in text.lines() {
+            let record: Value = serde_json::from_str(line).expect("a JSON Lines record");
+            nodes.insert(record["node"].as_str().unwrap_or_default().to_string());
+            reports += usize::from(record["event"] == "dead_node_reported");
+        }
+    }
+    assert_eq!(nodes.len(), 202, "every seed and peer logged");
+    assert!(reports >= 20, "each failure reported by some neighbour");
+}
+
+#[test]
+fn the_default_swarm_of_10_peers_exits_0_with_full_coverage() {
+    let run = swarm(&["--peers", "10"]);
+    let ctx = run.context();
+    assert!(run.status.success(), "{ctx}");
+    assert_eq!(run.num("coverage"), 1.0, "{ctx}");
+    assert_eq!(run.num("messages_created"), 100.0, "{ctx}");
+    assert!(run.stdout.contains("reached all 9 other peers"), "{ctx}");
+}

@@ -52,9 +52,7 @@ impl PeerCore {
     // fraction of the cost when every peer list brings hundreds of addresses.
     pub(super) fn merge_candidates(&mut self, peers: &[SocketAddr]) -> bool {
         let me = self.cfg.addr;
-        let mut incoming: Vec<SocketAddr> = peers.iter().copied().filter(|p| *p != me).collect();
-        incoming.sort_unstable_by(addr_order);
-        incoming.dedup();
+        let incoming = sorted_distinct(peers.iter().copied().filter(|p| *p != me));
         let mut all = merge_sorted(self.candidates.iter().copied(), incoming);
         let grew = all.len() > self.candidates.len();
         if all.len() <= self.cfg.max_candidates {
@@ -197,6 +195,28 @@ fn addr_order(a: &SocketAddr, b: &SocketAddr) -> Ordering {
     }
 }
 
+/// The addresses in `SocketAddr` order, without repeats. IPv4 addresses (all of them,
+/// in practice) are sorted as integers, several times faster than as `SocketAddr`s.
+fn sorted_distinct(addrs: impl Iterator<Item = SocketAddr>) -> Vec<SocketAddr> {
+    let mut v4: Vec<u64> = Vec::new();
+    let mut v6: Vec<SocketAddr> = Vec::new();
+    for a in addrs {
+        match a {
+            SocketAddr::V4(x) => v4.push((u64::from(x.ip().to_bits()) << 16) | u64::from(x.port())),
+            SocketAddr::V6(_) => v6.push(a),
+        }
+    }
+    v4.sort_unstable();
+    v4.dedup();
+    v6.sort_unstable();
+    v6.dedup();
+    let v4 = v4.into_iter().map(|k| {
+        let ip = std::net::Ipv4Addr::from_bits((k >> 16) as u32);
+        SocketAddr::from((ip, k as u16))
+    });
+    v4.chain(v6).collect()
+}
+
 /// The sorted union, without repeats, of two sorted sequences of distinct addresses.
 fn merge_sorted(a: impl Iterator<Item = SocketAddr>, b: Vec<SocketAddr>) -> Vec<SocketAddr> {
     let mut out = Vec::with_capacity(b.len());
@@ -243,5 +263,6 @@ mod order_tests {
         all.sort();
         all.dedup();
         assert_eq!(merge_sorted(x.into_iter(), y), all);
+        assert_eq!(sorted_distinct(addrs.iter().rev().copied()), all);
     }
 }

@@ -1,0 +1,205 @@
+//! The simulator's event queue: a calendar of one-millisecond buckets for the next few
+//! seconds and a heap for anything later.
+//!
+//! Pure data structure: it never reads a clock. Entries due at the same instant come out in
+//! the order they were pushed, whether they waited in the heap or in a bucket, so a run is
+//! a function of its inputs alone. Network latencies are a few ms, so nearly every push and
+//! pop is a `Vec` push into the bucket of its millisecond: no comparisons, no side table.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use crate::proto::Millis;
+
+/// Buckets in the calendar: entries due within this many ms of the base go to a bucket.
+const SLOTS: u64 = 4096;
+const MASK: u64 = SLOTS - 1;
+
+/// An entry due after the calendar's window, ordered by (due time, push order).
+struct Far<T> {
+    at: Millis,
+    seq: u64,
+    item: T,
+}
+
+impl<T> PartialEq for Far<T> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl<T> Eq for Far<T> {}
+
+impl<T> PartialOrd for Far<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<T> Ord for Far<T> {
+    /// Reversed, so the max-heap yields the earliest entry first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+/// The queue. Invariant: bucket `t & MASK` holds exactly the entries due at `t`, for every
+/// `t` in `[base, base + SLOTS)`; the heap holds the entries due at `base + SLOTS` or later.
+pub(crate) struct Calendar<T> {
+    base: Millis,
+    slots: Vec<Vec<T>>,
+    /// Entries in the buckets.
+    near: usize,
+    far: BinaryHeap<Far<T>>,
+    far_seq: u64,
+}
+
+impl<T> Calendar<T> {
+    /// An empty queue whose earliest possible due time is `base`.
+    pub(crate) fn new(base: Millis) -> Self {
+        Calendar {
+            base,
+            slots: (0..SLOTS).map(|_| Vec::new()).collect(),
+            near: 0,
+            far: BinaryHeap::new(),
+            far_seq: 0,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.near + self.far.len()
+    }
+
+    /// Queues `item` for `at` (an earlier time than any queued one is taken as the earliest).
+    pub(crate) fn push(&mut self, at: Millis, item: T) {
+        let at = at.max(self.base);
+        if at - self.base < SLOTS {
+            self.slot(at).push(item);
+            self.near += 1;
+        } else {
+            let seq = self.far_seq;
+            self.far_seq += 1;
+            self.far.push(Far { at, seq, item });
+        }
+    }
+
+    /// Takes every entry due at the earliest instant, if that instant is at most `until`.
+    /// Entries pushed for that same instant meanwhile come out in the next call.
+    pub(crate) fn pop_due(&mut self, until: Millis) -> Option<(Millis, Vec<T>)> {
+        loop {
+            if self.near == 0 {
+                let at = self.far.peek()?.at;
+                if at > until {
+                    return None;
+                }
+                self.advance_to(at);
+                continue;
+            }
+            if self.base > until {
+                return None;
+            }
+            let base = self.base;
+            if self.slot(base).is_empty() {
+                self.advance_to(base + 1);
+                continue;
+            }
+            // The bucket starts afresh: memory kept in idle buckets would add up to the
+            // busiest millisecond's worth in each of them.
+            let batch = std::mem::take(self.slot(base));
+            self.near -= batch.len();
+            return Some((base, batch));
+        }
+    }
+
+    fn slot(&mut self, at: Millis) -> &mut Vec<T> {
+        // The index is masked to the table's size, so it is always in range.
+        let i = (at & MASK) as usize;
+        &mut self.slots[i]
+    }
+
+    /// Moves the base to `t` (every bucket before `t` being empty) and brings heap entries
+    /// that now fall inside the window into their buckets, in push order.
+    fn advance_to(&mut self, t: Millis) {
+        self.base = t;
+        let end = t + SLOTS;
+        while self.far.peek().is_some_and(|f| f.at < end) {
+            if let Some(f) = self.far.pop() {
+                self.slot(f.at).push(f.item);
+                self.near += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(q: &mut Calendar<u32>, until: Millis) -> Vec<(Millis, u32)> {
+        let mut out = Vec::new();
+        while let Some((at, batch)) = q.pop_due(until) {
+            out.extend(batch.iter().map(|&v| (at, v)));
+        }
+        out
+    }
+
+    #[test]
+    fn entries_come_out_by_time_then_push_order() {
+        let mut q = Calendar::new(100);
+        for (i, at) in [105, 101, 105, 100, 9_000, 101, 9_000, 50_000]
+            .iter()
+            .enumerate()
+        {
+            q.push(*at, i as u32);
+        }
+        let out = drain(&mut q, u64::MAX);
+        let expect = [
+            (100, 3),
+            (101, 1),
+            (101, 5),
+            (105, 0),
+            (105, 2),
+            (9_000, 4),
+            (9_000, 6),
+            (50_000, 7),
+        ];
+        assert_eq!(out, expect);
+        assert_eq!(q.len(), 0);
+    }
+
+    #[test]
+    fn far_entries_precede_later_pushes_for_the_same_instant() {
+        let mut q = Calendar::new(0);
+        q.push(SLOTS + 10, 1);
+        q.push(5, 0);
+        assert_eq!(drain(&mut q, 5), vec![(5, 0)]);
+        // The far entry is in the window now; a later push for the same ms comes after it.
+        q.push(SLOTS + 10, 2);
+        assert_eq!(
+            drain(&mut q, u64::MAX),
+            vec![(SLOTS + 10, 1), (SLOTS + 10, 2)]
+        );
+    }
+
+    #[test]
+    fn nothing_after_until_comes_out() {
+        let mut q = Calendar::new(0);
+        q.push(10, 1);
+        q.push(20_000, 2);
+        assert!(drain(&mut q, 9).is_empty());
+        assert_eq!(drain(&mut q, 10_000), vec![(10, 1)]);
+        assert_eq!(q.len(), 1);
+        assert_eq!(drain(&mut q, 20_000), vec![(20_000, 2)]);
+    }
+
+    #[test]
+    fn a_push_for_the_instant_being_run_comes_out_next() {
+        let mut q = Calendar::new(0);
+        q.push(3, 1);
+        let (at, batch) = q.pop_due(10).unwrap_or_default();
+        assert_eq!((at, batch), (3, vec![1]));
+        q.push(at, 2);
+        q.push(1, 3); // in the past: due now
+        assert_eq!(drain(&mut q, 10), vec![(3, 2), (3, 3)]);
+    }
+}
