@@ -22,11 +22,16 @@ impl PeerCore {
         self.out.send_msg(conn, reply);
     }
 
-    pub(super) fn on_liveness_reply(&mut self, addr: SocketAddr, ts: Millis) {
+    /// Any frame from a neighbour proves it alive, as a reply does: under load, gossip
+    /// keeps flowing while replies wait behind it, and a dead or frozen node sends nothing.
+    pub(super) fn heard_from(&mut self, addr: SocketAddr) {
         if let Some(n) = self.neighbors.get_mut(&addr) {
             n.awaiting_reply = false;
             n.misses = 0;
         }
+    }
+
+    pub(super) fn on_liveness_reply(&mut self, addr: SocketAddr, ts: Millis) {
         self.out.log(Event::LivenessReply {
             from: addr,
             request_ts: ts,

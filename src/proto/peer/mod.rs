@@ -11,8 +11,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+mod addrs;
 mod liveness;
 mod seeds;
+
+use addrs::AddrSet;
 
 use super::message::gossip_text;
 use super::seen::SeenCache;
@@ -137,7 +140,7 @@ pub struct PeerCore {
     conns: BTreeMap<ConnId, PeerConn>,
     neighbors: BTreeMap<SocketAddr, Neighbor>,
     /// The union of the peer lists received, minus peers found dead.
-    candidates: BTreeSet<SocketAddr>,
+    candidates: AddrSet,
     seen: SeenCache,
     stats: PeerStats,
     gossip_due: Option<Millis>,
@@ -174,7 +177,7 @@ impl PeerCore {
             seeds,
             conns: BTreeMap::new(),
             neighbors: BTreeMap::new(),
-            candidates: BTreeSet::new(),
+            candidates: AddrSet::default(),
             stats: PeerStats::default(),
             gossip_due: None,
             liveness_due: 0,
@@ -284,7 +287,11 @@ impl PeerCore {
             return;
         };
         c.link.last_heard = now;
-        match (c.role, msg) {
+        let role = c.role;
+        if let ConnRole::Neighbor(addr) = role {
+            self.heard_from(addr);
+        }
+        match (role, msg) {
             (ConnRole::Seed(i), Message::PeerList { peers }) => self.on_peer_list(i, peers, now),
             (_, Message::LivenessRequest { ts, from }) => self.on_liveness_request(conn, ts, from),
             (ConnRole::Neighbor(addr), Message::LivenessReply { ts, .. }) => {
@@ -322,12 +329,14 @@ impl PeerCore {
         let Some(c) = self.conns.get_mut(&conn) else {
             return false;
         };
-        if !matches!(c.role, ConnRole::Neighbor(_))
-            || self.seen.is_new((g.origin, g.seq), g.ts, now)
-        {
+        let ConnRole::Neighbor(addr) = c.role else {
+            return false;
+        };
+        if self.seen.is_new((g.origin, g.seq), g.ts, now) {
             return false;
         }
         c.link.last_heard = now;
+        self.heard_from(addr);
         self.stats.gossip_frames_received += 1;
         true
     }
@@ -354,7 +363,6 @@ impl PeerCore {
             .candidates
             .iter()
             .filter(|a| !self.neighbors.contains_key(a) && !dialing.contains(a))
-            .copied()
             .collect();
         let short = fresh.len() < want;
         let picks: Vec<SocketAddr> = fresh

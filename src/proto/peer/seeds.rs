@@ -3,9 +3,9 @@
 
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::Rng;
-use std::cmp::Ordering;
 use std::net::SocketAddr;
 
+use super::addrs::{merge_sorted, sorted_distinct, AddrSet};
 use super::{ConnRole, PeerConn, PeerCore, SeedState};
 use crate::proto::{ConnId, Event, Link, Message, Millis, Timer};
 
@@ -53,11 +53,11 @@ impl PeerCore {
     pub(super) fn merge_candidates(&mut self, peers: &[SocketAddr]) -> bool {
         let me = self.cfg.addr;
         let incoming = sorted_distinct(peers.iter().copied().filter(|p| *p != me));
-        let mut all = merge_sorted(self.candidates.iter().copied(), incoming);
+        let mut all = merge_sorted(self.candidates.iter(), incoming);
         let grew = all.len() > self.candidates.len();
         if all.len() <= self.cfg.max_candidates {
             if grew {
-                self.candidates = all.into_iter().collect();
+                self.candidates = AddrSet::from_sorted(all);
             }
             return grew;
         }
@@ -179,90 +179,5 @@ impl PeerCore {
             .filter(|s| s.state == SeedState::Registered)
             .filter_map(|s| s.conn)
             .collect()
-    }
-}
-
-/// `SocketAddr`'s own order, with IPv4 pairs compared as one integer.
-fn addr_order(a: &SocketAddr, b: &SocketAddr) -> Ordering {
-    match (a, b) {
-        (SocketAddr::V4(x), SocketAddr::V4(y)) => {
-            let key = |v: &std::net::SocketAddrV4| {
-                (u64::from(v.ip().to_bits()) << 16) | u64::from(v.port())
-            };
-            key(x).cmp(&key(y))
-        }
-        _ => a.cmp(b),
-    }
-}
-
-/// The addresses in `SocketAddr` order, without repeats. IPv4 addresses (all of them,
-/// in practice) are sorted as integers, several times faster than as `SocketAddr`s.
-fn sorted_distinct(addrs: impl Iterator<Item = SocketAddr>) -> Vec<SocketAddr> {
-    let mut v4: Vec<u64> = Vec::new();
-    let mut v6: Vec<SocketAddr> = Vec::new();
-    for a in addrs {
-        match a {
-            SocketAddr::V4(x) => v4.push((u64::from(x.ip().to_bits()) << 16) | u64::from(x.port())),
-            SocketAddr::V6(_) => v6.push(a),
-        }
-    }
-    v4.sort_unstable();
-    v4.dedup();
-    v6.sort_unstable();
-    v6.dedup();
-    let v4 = v4.into_iter().map(|k| {
-        let ip = std::net::Ipv4Addr::from_bits((k >> 16) as u32);
-        SocketAddr::from((ip, k as u16))
-    });
-    v4.chain(v6).collect()
-}
-
-/// The sorted union, without repeats, of two sorted sequences of distinct addresses.
-fn merge_sorted(a: impl Iterator<Item = SocketAddr>, b: Vec<SocketAddr>) -> Vec<SocketAddr> {
-    let mut out = Vec::with_capacity(b.len());
-    let mut b = b.into_iter().peekable();
-    for x in a {
-        while let Some(y) = b.next_if(|y| addr_order(y, &x) == Ordering::Less) {
-            out.push(y);
-        }
-        b.next_if(|y| *y == x);
-        out.push(x);
-    }
-    out.extend(b);
-    out
-}
-
-#[cfg(test)]
-mod order_tests {
-    use super::*;
-
-    #[test]
-    fn the_fast_address_order_is_the_standard_one() {
-        let addrs: Vec<SocketAddr> = [
-            "1.2.3.4:5",
-            "1.2.3.4:4",
-            "9.0.0.1:9000",
-            "10.0.0.1:1",
-            "255.0.0.0:0",
-            "[::1]:1",
-            "[::1]:0",
-            "0.0.0.0:65535",
-        ]
-        .iter()
-        .filter_map(|s| s.parse().ok())
-        .collect();
-        for a in &addrs {
-            for b in &addrs {
-                assert_eq!(addr_order(a, b), a.cmp(b), "{a} {b}");
-            }
-        }
-        let (mut x, mut y) = (addrs[..4].to_vec(), addrs[3..].to_vec());
-        x.sort();
-        y.sort();
-        let mut all = addrs.clone();
-        all.sort();
-        all.dedup();
-        assert_eq!(merge_sorted(x.into_iter(), y), all);
-        assert_eq!(sorted_distinct(addrs.iter().rev().copied()), all);
     }
 }

@@ -487,6 +487,23 @@ fn a_liveness_reply_resets_the_miss_count() {
 }
 
 #[test]
+fn any_frame_from_a_neighbour_counts_as_a_sign_of_life() {
+    let (mut h, conns) = Harness::with_neighbors(&[peer(9001)]);
+    h.check(1);
+    h.check(2);
+    assert_eq!(misses(&h.check(3)), vec![(peer(9001), 2)]);
+    let now = T0 + 3 * LIVENESS + 1;
+    h.core.message(conns[0], gossip_msg(peer(9001), 1), now);
+    h.drain();
+    assert!(misses(&h.check(4)).is_empty(), "gossip proved it alive");
+    assert_eq!(
+        misses(&h.check(5)),
+        vec![(peer(9001), 1)],
+        "silence counts again"
+    );
+}
+
+#[test]
 fn a_lost_outgoing_neighbour_is_redialled_at_the_next_check() {
     let (mut h, conns) = Harness::with_neighbors(&[peer(9001)]);
     let (inbound, _) = h.accept_hello(peer(9002), T0);
