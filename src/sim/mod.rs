@@ -266,6 +266,7 @@ impl<O: Observer> Sim<O> {
             for s in batch.drain(..) {
                 self.step(s);
             }
+            self.queue.recycle(batch);
         }
         self.now = self.now.max(until);
         self.cuts.heal_due(self.now);

@@ -14,6 +14,12 @@ use crate::proto::Millis;
 /// Buckets in the calendar: entries due within this many ms of the base go to a bucket.
 const SLOTS: u64 = 4096;
 const MASK: u64 = SLOTS - 1;
+/// A bucket this close to the base that gets its first entry takes a processed batch's
+/// memory, sized by the busiest recent millisecond; further ones start empty (a timer
+/// a second ahead should not hold a million entries' worth for a second).
+const NEAR: u64 = 64;
+/// Processed batches kept for reuse: about one is freed and one started per millisecond.
+const POOL: usize = 2;
 
 /// An entry due after the calendar's window, ordered by (due time, push order).
 struct Far<T> {
@@ -52,6 +58,8 @@ pub(crate) struct Calendar<T> {
     near: usize,
     far: BinaryHeap<Far<T>>,
     far_seq: u64,
+    /// Emptied batches, kept for their capacity.
+    pool: Vec<Vec<T>>,
 }
 
 impl<T> Calendar<T> {
@@ -63,6 +71,7 @@ impl<T> Calendar<T> {
             near: 0,
             far: BinaryHeap::new(),
             far_seq: 0,
+            pool: Vec::new(),
         }
     }
 
@@ -74,12 +83,25 @@ impl<T> Calendar<T> {
     pub(crate) fn push(&mut self, at: Millis, item: T) {
         let at = at.max(self.base);
         if at - self.base < SLOTS {
+            if at - self.base < NEAR && self.slot(at).capacity() == 0 {
+                if let Some(spare) = self.pool.pop() {
+                    *self.slot(at) = spare;
+                }
+            }
             self.slot(at).push(item);
             self.near += 1;
         } else {
             let seq = self.far_seq;
             self.far_seq += 1;
             self.far.push(Far { at, seq, item });
+        }
+    }
+
+    /// Gives a processed batch's memory back for reuse.
+    pub(crate) fn recycle(&mut self, mut batch: Vec<T>) {
+        if self.pool.len() < POOL {
+            batch.clear();
+            self.pool.push(batch);
         }
     }
 
@@ -139,6 +161,7 @@ mod tests {
         let mut out = Vec::new();
         while let Some((at, batch)) = q.pop_due(until) {
             out.extend(batch.iter().map(|&v| (at, v)));
+            q.recycle(batch);
         }
         out
     }
