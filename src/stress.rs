@@ -181,22 +181,24 @@ pub fn node_seed(rng_seed: u64, node: usize) -> u64 {
     rng_seed ^ (node as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
+/// StressArgs from a list of flags, for tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) fn test_args(extra: &[&str]) -> StressArgs {
     use clap::Parser;
-
     #[derive(Parser)]
     struct T {
         #[command(flatten)]
         a: StressArgs,
     }
+    let mut v = vec!["t"];
+    v.extend_from_slice(extra);
+    T::parse_from(v).a
+}
 
-    fn args(extra: &[&str]) -> StressArgs {
-        let mut v = vec!["t"];
-        v.extend_from_slice(extra);
-        T::parse_from(v).a
-    }
+#[cfg(test)]
+mod tests {
+    use super::test_args as args;
+    use super::*;
 
     #[test]
     fn failure_specs_read_like_fraction_at_time() {

@@ -199,13 +199,7 @@ impl Gather {
 mod tests {
     use super::*;
     use crate::proto::Event;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct T {
-        #[command(flatten)]
-        a: StressArgs,
-    }
+    use crate::stress::test_args as args;
 
     fn a(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 2], port))
@@ -224,7 +218,7 @@ mod tests {
 
     #[test]
     fn a_message_is_printed_once_when_every_worker_has_delivered_it() {
-        let s = T::parse_from(["t", "--peers", "3"]).a;
+        let s = args(&["--peers", "3"]);
         let plan = s.plan(1);
         let mut g = Gather::new(&s, plan, 2);
         g.set_peers(&[a(1), a(2), a(3)]);
@@ -243,7 +237,7 @@ mod tests {
 
     #[test]
     fn the_report_merges_every_workers_tally() {
-        let s = T::parse_from(["t", "--peers", "2", "--messages", "1"]).a;
+        let s = args(&["--peers", "2", "--messages", "1"]);
         let mut g = Gather::new(&s, s.plan(1), 2);
         let mut t0 = Tally::new();
         let created = Event::GossipCreated {

@@ -239,19 +239,7 @@ fn scatter(i: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct T {
-        #[command(flatten)]
-        a: StressArgs,
-    }
-
-    fn args(extra: &[&str]) -> StressArgs {
-        let mut v = vec!["t"];
-        v.extend_from_slice(extra);
-        T::parse_from(v).a
-    }
+    use crate::stress::test_args as args;
 
     #[test]
     fn a_small_swarm_runs_in_one_worker() {

@@ -101,18 +101,11 @@ fn stress_flags(s: &StressArgs, rng_seed: u64) -> Vec<OsString> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct T {
-        #[command(flatten)]
-        a: StressArgs,
-    }
+    use crate::stress::test_args as args;
 
     #[test]
     fn a_worker_parses_the_same_stress_flags_back() {
-        let mut original = T::parse_from([
-            "t",
+        let mut original = args(&[
             "--peers",
             "2000",
             "--originators",
@@ -127,12 +120,13 @@ mod tests {
             "/tmp/e.jsonl",
             "--report",
             "/tmp/r.json",
-        ])
-        .a;
+        ]);
         let flags = stress_flags(&original, 42);
-        let mut argv: Vec<OsString> = vec!["t".into()];
-        argv.extend(flags);
-        let back = T::parse_from(argv).a;
+        let flags: Vec<String> = flags
+            .iter()
+            .map(|f| f.to_string_lossy().into_owned())
+            .collect();
+        let back = args(&flags.iter().map(String::as_str).collect::<Vec<_>>());
         original.rng_seed = Some(42);
         original.report = None;
         assert_eq!(format!("{original:?}"), format!("{back:?}"));
