@@ -4,8 +4,7 @@
 use clap::Parser;
 use std::str::FromStr;
 
-use super::routes::MAX_CUTS;
-use super::scenario::Scenario;
+use super::scenario::{Scenario, ScenarioError};
 use super::{FrameKinds, NetModel};
 use crate::cli::duration;
 use crate::proto::Millis;
@@ -53,11 +52,8 @@ impl SimArgs {
     }
 
     /// The run these flags describe, with `rng_seed` for every random choice.
-    pub fn scenario(&self, rng_seed: u64) -> anyhow::Result<Scenario> {
-        if self.partition.len() > MAX_CUTS {
-            anyhow::bail!("--partition: at most {MAX_CUTS} partitions");
-        }
-        Ok(Scenario {
+    pub fn scenario(&self, rng_seed: u64) -> Result<Scenario, ScenarioError> {
+        let scenario = Scenario {
             stress: self.stress.clone(),
             rng_seed,
             net: NetModel {
@@ -67,7 +63,9 @@ impl SimArgs {
             },
             lossy: self.loss_types,
             partitions: self.partition.clone(),
-        })
+        };
+        scenario.validate()?;
+        Ok(scenario)
     }
 }
 
@@ -171,5 +169,15 @@ mod tests {
         let s = args.map(|a| a.scenario(3));
         assert!(s.is_ok_and(|s| s.is_ok_and(|s| s.net.loss == 0.01 && s.net.latency_min == 2)));
         assert!(SimArgs::from_flags(["--loss", "1.5"]).is_err());
+    }
+
+    #[test]
+    fn more_partitions_than_the_simulator_tracks_are_refused() {
+        let mut flags = Vec::new();
+        for _ in 0..=crate::sim::routes::MAX_CUTS {
+            flags.extend(["--partition", "0.1@1s..2s"]);
+        }
+        let args = SimArgs::from_flags(flags);
+        assert!(args.is_ok_and(|a| a.scenario(1).is_err()));
     }
 }

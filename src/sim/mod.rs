@@ -30,7 +30,7 @@ use crate::proto::{Event, Millis, Node};
 
 pub use args::{Latency, PartitionSpec, SimArgs};
 pub use command::run;
-pub use scenario::{peer_addr, seed_addr, simulate, Outcome, Progress, Scenario};
+pub use scenario::{peer_addr, seed_addr, simulate, Outcome, Progress, Scenario, ScenarioError};
 
 use engine::{Input, Scheduled};
 pub use frames::FrameKinds;

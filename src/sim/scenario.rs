@@ -60,6 +60,24 @@ pub struct Outcome {
     pub events_error: Option<String>,
 }
 
+/// Why a scenario cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("--partition: at most {max} partitions (got {got})")]
+    TooManyPartitions { max: usize, got: usize },
+}
+
+impl Scenario {
+    /// Checks what the flags' parsers could not: the number of partitions.
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        let got = self.partitions.len();
+        if got > MAX_CUTS {
+            return Err(ScenarioError::TooManyPartitions { max: MAX_CUTS, got });
+        }
+        Ok(())
+    }
+}
+
 /// Something the scenario does to the network at a given time.
 enum Act {
     Fail(usize, Failure),
@@ -129,10 +147,8 @@ pub fn simulate(
     sc: &Scenario,
     events: Option<&mut dyn Write>,
     progress: &mut dyn FnMut(&Progress),
-) -> anyhow::Result<Outcome> {
-    if sc.partitions.len() > MAX_CUTS {
-        anyhow::bail!("at most {MAX_CUTS} partitions");
-    }
+) -> Result<Outcome, ScenarioError> {
+    sc.validate()?;
     let s = &sc.stress;
     let plan = s.plan(sc.rng_seed);
     let mut watch = Watch::new(s.peers as u64, events);
