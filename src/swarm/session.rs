@@ -211,18 +211,8 @@ impl Session<'_> {
         let mut next_check = Instant::now();
         loop {
             for h in self.sup.hear(TICK)? {
-                match h {
-                    Heard::Progress(w, p) => self.take(w, p),
-                    Heard::Done(w, p) => {
-                        self.take(w, p);
-                        // Ctrl+C in a terminal reaches the workers too.
-                        if self.sup.interrupted() {
-                            return Ok(Outcome::Interrupted);
-                        }
-                        return Ok(self.lost(w, "stopped on its own"));
-                    }
-                    Heard::Lost(w, why) => return Ok(self.lost(w, &why)),
-                    Heard::Bound { .. } => {}
+                if let Some(outcome) = self.heard(h) {
+                    return Ok(outcome);
                 }
             }
             if self.sup.interrupted() {
@@ -241,6 +231,24 @@ impl Session<'_> {
                 return Ok(Outcome::TimeUp);
             }
         }
+    }
+
+    /// Takes news from a worker during the run; Some when it ends the run.
+    fn heard(&mut self, h: Heard) -> Option<Outcome> {
+        match h {
+            Heard::Progress(w, p) => self.take(w, p),
+            Heard::Done(w, p) => {
+                self.take(w, p);
+                // Ctrl+C in a terminal reaches the workers too.
+                if self.sup.interrupted() {
+                    return Some(Outcome::Interrupted);
+                }
+                return Some(self.lost(w, "stopped on its own"));
+            }
+            Heard::Lost(w, why) => return Some(self.lost(w, &why)),
+            Heard::Bound { .. } => {}
+        }
+        None
     }
 
     fn take(&mut self, w: usize, p: super::wire::Progress) {

@@ -7,6 +7,7 @@
 use anyhow::{Context, Result};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,14 +69,7 @@ impl Supervisor {
             .context("cannot listen for the workers")?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let interrupted = Arc::new(AtomicBool::new(false));
-        let waker = Waker::new(poll.registry(), WAKER)?;
-        let flag = Arc::clone(&interrupted);
-        ctrlc::set_handler(move || {
-            flag.store(true, Ordering::Relaxed);
-            let _ = waker.wake();
-        })
-        .context("cannot install the Ctrl+C handler")?;
+        let interrupted = on_ctrl_c(&poll)?;
         let control = listener.local_addr()?;
         let mut sup = Supervisor {
             poll,
@@ -85,23 +79,10 @@ impl Supervisor {
             links: Vec::new(),
             conns: Vec::new(),
         };
-        let exe = std::env::current_exe().context("cannot find this program to run workers")?;
         let flags = super::stress_flags(stress, rng_seed);
         for w in 0..workers {
-            let child = Command::new(&exe)
-                .arg("swarm-worker")
-                .args(["--control", &control.to_string()])
-                .args([
-                    "--worker",
-                    &w.to_string(),
-                    "--workers",
-                    &workers.to_string(),
-                ])
-                .args(&flags)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .spawn()
-                .with_context(|| format!("cannot start worker {w}"))?;
+            // Pushed one by one, so a failure to start one still stops the others.
+            let child = spawn_worker(control, w, workers, &flags)?;
             sup.links.push(Link {
                 child,
                 channel: None,
@@ -287,6 +268,43 @@ impl Supervisor {
             let _ = l.child.wait();
         }
     }
+}
+
+/// A flag set (and the poll woken) by Ctrl+C or SIGTERM.
+fn on_ctrl_c(poll: &Poll) -> Result<Arc<AtomicBool>> {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let waker = Waker::new(poll.registry(), WAKER)?;
+    let flag = Arc::clone(&interrupted);
+    ctrlc::set_handler(move || {
+        flag.store(true, Ordering::Relaxed);
+        let _ = waker.wake();
+    })
+    .context("cannot install the Ctrl+C handler")?;
+    Ok(interrupted)
+}
+
+/// Starts worker `w` of `workers`: this program again, as `swarm-worker`.
+fn spawn_worker(
+    control: SocketAddr,
+    w: usize,
+    workers: usize,
+    flags: &[OsString],
+) -> Result<Child> {
+    let exe = std::env::current_exe().context("cannot find this program to run workers")?;
+    Command::new(exe)
+        .arg("swarm-worker")
+        .args(["--control", &control.to_string()])
+        .args([
+            "--worker",
+            &w.to_string(),
+            "--workers",
+            &workers.to_string(),
+        ])
+        .args(flags)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start worker {w}"))
 }
 
 impl Drop for Supervisor {
