@@ -71,6 +71,11 @@ pub struct StressArgs {
     /// open. Repeatable.
     #[arg(long)]
     pub freeze: Vec<FailureSpec>,
+    /// No message is created until this long after its originator started, so that the
+    /// overlay has formed (peer lists lost to `--loss` asked for again) before the first
+    /// one [default: 3 liveness intervals].
+    #[arg(long, value_parser = duration)]
+    pub warmup: Option<Millis>,
     /// Stop after this long even if deliveries are missing [default: long enough for every
     /// message, every failure and its detection, plus 30s].
     #[arg(long, value_parser = duration)]
@@ -129,10 +134,15 @@ impl StressArgs {
         }
     }
 
+    /// How long after its start an originator creates its first message, at the earliest.
+    pub fn warmup(&self) -> Millis {
+        self.warmup.unwrap_or(3 * self.liveness_interval)
+    }
+
     /// How long to run unless `--duration` says otherwise.
     pub fn run_for(&self) -> Millis {
         self.duration.unwrap_or_else(|| {
-            let gossip = (self.messages + 2) * self.gossip_interval;
+            let gossip = self.warmup() + (self.messages + 2) * self.gossip_interval;
             let last_failure = self
                 .kill
                 .iter()
@@ -169,6 +179,7 @@ impl StressArgs {
         cfg.max_neighbors = self.max_neighbors;
         cfg.gossip_interval = self.gossip_interval;
         cfg.messages = if originator { self.messages } else { 0 };
+        cfg.gossip_delay = self.warmup();
         cfg.liveness_interval = self.liveness_interval;
         cfg.liveness_misses = self.liveness_misses;
         cfg.idle_timeout = self.idle_timeout();

@@ -22,9 +22,11 @@ pub struct SimArgs {
     /// Probability that a frame is lost, 0 to 1 (connects and closes are not lost).
     #[arg(long, default_value_t = 0.0, value_parser = loss)]
     pub loss: f64,
-    /// The frame types `--loss` applies to: `all`, or `type` names separated by commas,
-    /// e.g. `gossip,liveness_request,liveness_reply`.
-    #[arg(long, default_value = "all")]
+    /// The frame types `--loss` applies to: `all`, or `type` names separated by commas.
+    /// By default the traffic that flows all the time (gossip and liveness); `all` also
+    /// drops one-off handshake frames (`register`, `peer_list`, `hello`), which delays a
+    /// peer's join, and a peer that joins after a message was created never gets it.
+    #[arg(long, default_value = "gossip,liveness_request,liveness_reply")]
     pub loss_types: FrameKinds,
     /// F@T..T2: a fraction F of the peers is cut off from the other peers and the seeds
     /// from T until T2 (frames across are lost, connects refused), then healed. Repeatable.

@@ -180,8 +180,7 @@ fn a_kill_and_a_freeze_are_detected_and_removed_with_no_false_report() {
 /// re-register within a couple of liveness intervals, and from then on every message
 /// reaches every peer again. The run is long enough for every message to be created and
 /// spread before it ends (an originator without a neighbour delays its next message by a
-/// gossip interval), so none is cut short by the deadline. (With `--loss-types all`, a lost `peer_list` answer can
-/// leave a peer waiting on its seed for good; that is a protocol gap, not tested here.)
+/// gossip interval), so none is cut short by the deadline.
 #[test]
 fn with_loss_and_a_healed_partition_the_messages_created_after_the_heal_reach_every_peer() {
     let rng_seed = 5;
@@ -204,6 +203,8 @@ fn with_loss_and_a_healed_partition_the_messages_created_after_the_heal_reach_ev
         "1ms..20ms",
         "--partition",
         "0.2@2s..6s",
+        "--warmup",
+        "1s",
         "--duration",
         "14s",
     ];
@@ -268,4 +269,38 @@ fn the_sim_command_prints_its_report_and_writes_the_same_json_as_the_library_and
         20 * 199,
         "rng seed {rng_seed}: one line per delivery"
     );
+}
+
+/// Loss on every frame type, handshakes included: a lost `register` answer is asked for
+/// again after a liveness interval and a lost `hello` ends in a redial, so every peer has
+/// joined before the warm-up ends and then gets every message.
+#[test]
+fn with_every_frame_type_lossy_every_peer_still_joins_and_gets_every_message() {
+    for rng_seed in [1, 2] {
+        let flags = [
+            "--peers",
+            "500",
+            "--seeds",
+            "3",
+            "--originators",
+            "10",
+            "--messages",
+            "2",
+            "--loss",
+            "0.05",
+            "--loss-types",
+            "all",
+            "--latency",
+            "1ms..20ms",
+            "--warmup",
+            "6s",
+        ];
+        let outcome = run(&flags, rng_seed);
+        let r = &outcome.report;
+        assert!(
+            outcome.net.frames_lost > 0,
+            "rng seed {rng_seed}: nothing lost"
+        );
+        assert_eq!(r.coverage, 1.0, "rng seed {rng_seed}:\n{}", r.render());
+    }
 }

@@ -63,6 +63,7 @@ impl PeerCore {
         for addr in dead {
             self.report_dead(addr, now);
         }
+        self.ask_pending_seeds_again(now);
         self.redial_lost(now);
         let short = self.top_up_neighbors(now);
         if short && self.neighbors.len() < self.cfg.max_neighbors && now >= self.refresh_due {

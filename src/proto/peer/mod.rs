@@ -36,6 +36,9 @@ pub struct PeerConfig {
     pub gossip_interval: Millis,
     /// How many gossip messages to create in all.
     pub messages: u64,
+    /// The first message is created no earlier than this long after `start` (and one
+    /// gossip interval after the first neighbour connects).
+    pub gossip_delay: Millis,
     pub liveness_interval: Millis,
     pub liveness_misses: u32,
     /// A connection silent this long (or a connect pending this long) is closed.
@@ -57,6 +60,7 @@ impl PeerConfig {
             max_neighbors: 4,
             gossip_interval: 5_000,
             messages: 10,
+            gossip_delay: 0,
             liveness_interval: 13_000,
             liveness_misses: 3,
             idle_timeout: 5 * 13_000,
@@ -94,6 +98,8 @@ struct SeedLink {
     backoff: Millis,
     /// It answered once: a lost connection to it is re-established.
     was_registered: bool,
+    /// When `register` last went out on `conn` (None while connecting).
+    asked_at: Option<Millis>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +150,8 @@ pub struct PeerCore {
     seen: SeenCache,
     stats: PeerStats,
     gossip_due: Option<Millis>,
+    /// `start` + `cfg.gossip_delay`.
+    gossip_not_before: Millis,
     liveness_due: Millis,
     sweep_due: Millis,
     seed_retry_due: Option<Millis>,
@@ -167,6 +175,7 @@ impl PeerCore {
                 conn: None,
                 backoff: cfg.seed_retry_min,
                 was_registered: false,
+                asked_at: None,
             })
             .collect();
         PeerCore {
@@ -180,6 +189,7 @@ impl PeerCore {
             candidates: AddrSet::default(),
             stats: PeerStats::default(),
             gossip_due: None,
+            gossip_not_before: 0,
             liveness_due: 0,
             sweep_due: 0,
             seed_retry_due: None,
@@ -213,6 +223,7 @@ impl PeerCore {
     }
 
     pub fn start(&mut self, now: Millis) {
+        self.gossip_not_before = now.saturating_add(self.cfg.gossip_delay);
         let mut order: Vec<usize> = (0..self.seeds.len()).collect();
         order.shuffle(&mut self.rng);
         order.truncate(self.cfg.majority());
@@ -250,12 +261,7 @@ impl PeerCore {
         };
         c.link.last_heard = now;
         match c.role {
-            ConnRole::Seed(_) => {
-                let register = Message::Register {
-                    addr: self.cfg.addr,
-                };
-                self.out.send_msg(conn, register);
-            }
+            ConnRole::Seed(i) => self.ask_seed(i, conn, now),
             ConnRole::Dialing(addr) => {
                 let hello = Message::Hello {
                     addr: self.cfg.addr,
@@ -478,7 +484,7 @@ impl PeerCore {
     // ----- gossip -----
 
     fn arm_gossip(&mut self, now: Millis) {
-        let due = now + self.cfg.gossip_interval;
+        let due = (now + self.cfg.gossip_interval).max(self.gossip_not_before);
         self.gossip_due = Some(due);
         self.out.timer(due, Timer::Gossip);
     }

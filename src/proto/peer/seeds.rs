@@ -17,9 +17,39 @@ impl PeerCore {
         let conn = self.out.connect(seed.addr);
         seed.state = SeedState::Pending;
         seed.conn = Some(conn);
+        seed.asked_at = None;
         let link = Link::new(seed.addr, now);
         let role = ConnRole::Seed(i);
         self.conns.insert(conn, PeerConn { role, link });
+    }
+
+    /// Sends `register` to seed `i` on its connection `conn`.
+    pub(super) fn ask_seed(&mut self, i: usize, conn: ConnId, now: Millis) {
+        if let Some(seed) = self.seeds.get_mut(i) {
+            seed.asked_at = Some(now);
+        }
+        let register = Message::Register {
+            addr: self.cfg.addr,
+        };
+        self.out.send_msg(conn, register);
+    }
+
+    /// Asks again the seeds that got `register` at least one liveness interval ago and
+    /// have not answered: a lost `peer_list` must not leave the peer waiting for good (the
+    /// seed's own liveness checks keep the connection from going idle).
+    pub(super) fn ask_pending_seeds_again(&mut self, now: Millis) {
+        let interval = self.cfg.liveness_interval;
+        let stale: Vec<(usize, ConnId)> = (self.seeds.iter().enumerate())
+            .filter(|(_, s)| s.state == SeedState::Pending)
+            .filter(|(_, s)| {
+                s.asked_at
+                    .is_some_and(|t| now.saturating_sub(t) >= interval)
+            })
+            .filter_map(|(i, s)| Some((i, s.conn?)))
+            .collect();
+        for (i, conn) in stale {
+            self.ask_seed(i, conn, now);
+        }
     }
 
     pub(super) fn registered_count(&self) -> usize {

@@ -333,6 +333,24 @@ fn the_first_gossip_comes_one_interval_after_the_first_neighbour() {
 }
 
 #[test]
+fn with_a_gossip_delay_the_first_message_waits_for_it() {
+    let delay = 5 * GOSSIP;
+    let cfg = PeerConfig {
+        gossip_delay: delay,
+        ..config(me(), seeds(2))
+    };
+    let (mut h, dials) = Harness::registered(cfg, &[peer(9001)]);
+    let dial = connects(&dials)[0].0;
+    h.core.connected(dial, T0 + 10);
+    assert_eq!(timers(&h.drain(), Timer::Gossip), vec![T0 + delay]);
+    h.core.timer(Timer::Gossip, T0 + delay);
+    let first = gossips(&h.drain());
+    assert_eq!(first.len(), 1, "{first:?}");
+    h.core.timer(Timer::Gossip, T0 + delay + GOSSIP);
+    assert_eq!(gossips(&h.drain()).len(), 1, "then one per interval");
+}
+
+#[test]
 fn exactly_messages_messages_are_created() {
     let (mut h, conns) = Harness::with_neighbors(&[peer(9001)]);
     let (mut due, mut seqs) = (Some(T0 + GOSSIP), Vec::new());
@@ -797,4 +815,32 @@ fn the_peer_list_refresh_backs_off_while_it_brings_nothing_new() {
     }
     // Waits of 1, 2, 4, 8, 16, 16, 16 intervals; back to 1 after the new candidate.
     assert_eq!(refreshed, vec![1, 2, 4, 8, 16, 32, 48, 64, 80, 81, 83]);
+}
+
+#[test]
+fn a_seed_that_never_sends_its_peer_list_is_asked_again_each_interval() {
+    let mut core = core(2);
+    let conns: Vec<ConnId> = connects(&drain(&mut core)).iter().map(|c| c.0).collect();
+    let (answers, silent) = (conns[0], conns[1]);
+    core.connected(answers, T0 + 10);
+    core.connected(silent, T0 + 10);
+    core.message(answers, list(&[]), T0 + 20);
+    drain(&mut core);
+    let register = Message::Register { addr: me() };
+    core.timer(Timer::Liveness, T0 + LIVENESS);
+    let first = sends(&drain(&mut core));
+    assert!(
+        !first.contains(&(silent, register.clone())),
+        "asked 990 ms ago: {first:?}"
+    );
+    core.timer(Timer::Liveness, T0 + 2 * LIVENESS);
+    let second = sends(&drain(&mut core));
+    assert!(second.contains(&(silent, register)), "{second:?}");
+    assert!(!second.iter().any(|(c, _)| *c == answers), "{second:?}");
+    core.message(silent, list(&[]), T0 + 2 * LIVENESS + 5);
+    assert_eq!(
+        core.registered_seeds().count(),
+        2,
+        "the second ask was answered"
+    );
 }
