@@ -54,9 +54,19 @@ impl SimArgs {
     }
 
     /// The run these flags describe, with `rng_seed` for every random choice.
+    /// Without `--warmup`, a simulated overlay forms within milliseconds, so messages start
+    /// at once, unless `--loss` drops handshake frames (then 3 liveness intervals, in which
+    /// a peer whose `peer_list` was lost asks again).
     pub fn scenario(&self, rng_seed: u64) -> Result<Scenario, ScenarioError> {
+        let mut stress = self.stress.clone();
+        let slow_joins = self.loss > 0.0 && self.loss_types.has_handshakes();
+        stress.warmup = stress.warmup.or(Some(if slow_joins {
+            3 * stress.liveness_interval
+        } else {
+            0
+        }));
         let scenario = Scenario {
-            stress: self.stress.clone(),
+            stress,
             rng_seed,
             net: NetModel {
                 latency_min: self.latency.min,

@@ -51,6 +51,12 @@ impl FrameKinds {
     pub fn contains(self, msg: &Message) -> bool {
         self.0 & Self::bit(msg) != 0
     }
+
+    /// True when a join's one-off frames (`register`, `peer_list`, `hello`) are among
+    /// these.
+    pub fn has_handshakes(self) -> bool {
+        self.0 & 0b111 != 0
+    }
 }
 
 impl Default for FrameKinds {
@@ -296,5 +302,17 @@ mod tests {
         assert_eq!(sizer.frame_len(&a), la);
         assert!(sizer.frame_len(&b) > la);
         assert_eq!(sizer.frame_len(&a), la);
+    }
+
+    #[test]
+    fn handshakes_are_register_peer_list_and_hello() {
+        let kinds = |s: &str| s.parse::<FrameKinds>().map(FrameKinds::has_handshakes);
+        assert_eq!(kinds("all"), Ok(true));
+        assert_eq!(kinds("peer_list"), Ok(true));
+        assert_eq!(kinds("hello,gossip"), Ok(true));
+        assert_eq!(
+            kinds("gossip,liveness_request,liveness_reply,dead_node"),
+            Ok(false)
+        );
     }
 }
