@@ -35,6 +35,10 @@ impl FromStr for FailureSpec {
     }
 }
 
+/// Without `--duration`, a run that has passed its plan stops once it has made no
+/// progress (no delivery, no failure found or removed) for this long.
+pub const STALL: Millis = 30_000;
+
 /// Flags common to `swarm` and `sim`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StressArgs {
@@ -76,8 +80,8 @@ pub struct StressArgs {
     /// one [default: 3 liveness intervals].
     #[arg(long, value_parser = duration)]
     pub warmup: Option<Millis>,
-    /// Stop after this long even if deliveries are missing [default: long enough for every
-    /// message, every failure and its detection, plus 30s].
+    /// Stop after this long even if deliveries are missing [default: when everything
+    /// planned has happened; past the plan, after 30 s without progress, or 10 minutes].
     #[arg(long, value_parser = duration)]
     pub duration: Option<Millis>,
     /// Seed for every random choice [default: random, printed].
@@ -139,20 +143,30 @@ impl StressArgs {
         self.warmup.unwrap_or(3 * self.liveness_interval)
     }
 
+    /// How long the plan takes: every message created, every failure detected and
+    /// removed (a run under load takes longer).
+    pub fn planned(&self) -> Millis {
+        let gossip = self.warmup() + (self.messages + 2) * self.gossip_interval;
+        let last_failure = self
+            .kill
+            .iter()
+            .chain(&self.freeze)
+            .map(|s| s.at)
+            .max()
+            .unwrap_or(0);
+        let detection = (u64::from(self.liveness_misses) + 2) * self.liveness_interval;
+        gossip.max(last_failure + detection + self.gossip_interval)
+    }
+
     /// How long to run unless `--duration` says otherwise.
     pub fn run_for(&self) -> Millis {
-        self.duration.unwrap_or_else(|| {
-            let gossip = self.warmup() + (self.messages + 2) * self.gossip_interval;
-            let last_failure = self
-                .kill
-                .iter()
-                .chain(&self.freeze)
-                .map(|s| s.at)
-                .max()
-                .unwrap_or(0);
-            let detection = (u64::from(self.liveness_misses) + 2) * self.liveness_interval;
-            gossip.max(last_failure + detection + self.gossip_interval) + 30_000
-        })
+        self.duration.unwrap_or(self.planned() + STALL)
+    }
+
+    /// The longest a run can last: `--duration`, or the plan plus 10 minutes for a run
+    /// that is still making progress.
+    pub fn time_limit(&self) -> Millis {
+        self.duration.unwrap_or(self.planned() + 600_000)
     }
 
     pub fn idle_timeout(&self) -> Millis {

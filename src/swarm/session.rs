@@ -207,7 +207,7 @@ impl Session<'_> {
 
     /// Hears the workers until the run is over.
     fn watch(&mut self) -> Result<Outcome> {
-        let run_for = self.stress.run_for();
+        let mut stall = Stall::new(self.stress);
         let mut next_check = Instant::now();
         loop {
             for h in self.sup.hear(TICK)? {
@@ -226,9 +226,9 @@ impl Session<'_> {
                 if self.gather.complete(&r, elapsed) {
                     return Ok(Outcome::Complete);
                 }
-            }
-            if elapsed >= run_for {
-                return Ok(Outcome::TimeUp);
+                if stall.is_over(&r, elapsed) {
+                    return Ok(Outcome::TimeUp);
+                }
             }
         }
     }
@@ -314,6 +314,40 @@ fn print_report(r: &Report, net: &NetStats, pids: &[u32], outcome: &Outcome) {
     println!("  outcome      {outcome}");
 }
 
+/// When a run without `--duration` gives up: past its plan and stalled, or at its limit.
+struct Stall {
+    fixed: bool,
+    run_for: Millis,
+    limit: Millis,
+    seen: (u64, u64, u64),
+    moved_at: Millis,
+}
+
+impl Stall {
+    fn new(s: &StressArgs) -> Self {
+        Stall {
+            fixed: s.duration.is_some(),
+            run_for: s.run_for(),
+            limit: s.time_limit(),
+            seen: (0, 0, 0),
+            moved_at: 0,
+        }
+    }
+
+    fn is_over(&mut self, r: &Report, elapsed: Millis) -> bool {
+        let f = &r.failures;
+        let now = (r.deliveries_made, f.not_detected, f.not_removed);
+        if now != self.seen {
+            self.seen = now;
+            self.moved_at = elapsed;
+        }
+        if self.fixed || elapsed >= self.limit {
+            return elapsed >= self.run_for.min(self.limit);
+        }
+        elapsed >= self.run_for && elapsed >= self.moved_at + crate::stress::STALL
+    }
+}
+
 fn place(slots: &mut [Option<SocketAddr>], bound: Vec<(usize, SocketAddr)>) {
     for (i, addr) in bound {
         if let Some(slot) = slots.get_mut(i) {
@@ -324,4 +358,42 @@ fn place(slots: &mut [Option<SocketAddr>], bound: Vec<(usize, SocketAddr)>) {
 
 fn complete(slots: Vec<Option<SocketAddr>>) -> Option<Vec<SocketAddr>> {
     slots.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stress::{test_args, STALL};
+
+    fn made(n: u64) -> Report {
+        Report {
+            deliveries_made: n,
+            ..Report::default()
+        }
+    }
+
+    #[test]
+    fn without_duration_a_run_goes_on_while_it_makes_progress() {
+        let s = test_args(&[]);
+        let mut stall = Stall::new(&s);
+        let run_for = s.run_for();
+        assert!(!stall.is_over(&made(1), run_for - 1));
+        assert!(!stall.is_over(&made(2), run_for + STALL), "still moving");
+        assert!(!stall.is_over(&made(2), run_for + 2 * STALL - 1));
+        assert!(
+            stall.is_over(&made(2), run_for + 2 * STALL),
+            "stalled for 30 s"
+        );
+        let mut busy = Stall::new(&s);
+        let limit = s.time_limit();
+        assert!(busy.is_over(&made(limit), limit), "never past the limit");
+    }
+
+    #[test]
+    fn with_duration_a_run_stops_on_time() {
+        let s = test_args(&["--duration", "5s"]);
+        let mut stall = Stall::new(&s);
+        assert!(!stall.is_over(&made(1), 4_999));
+        assert!(stall.is_over(&made(2), 5_000));
+    }
 }

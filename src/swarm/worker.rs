@@ -258,7 +258,7 @@ impl<'a> Worker<'a> {
     /// Turns the loop until `Stop`, Ctrl+C or the run's time is well past. True when the
     /// supervisor has gone away (nobody to report to).
     fn run_until_stopped(&mut self) -> Result<bool> {
-        let deadline = self.t0 + self.stress.run_for() + 60_000;
+        let deadline = self.t0 + self.stress.time_limit() + 60_000;
         let mut next_progress = self.t0;
         loop {
             let now = self.driver.now();
