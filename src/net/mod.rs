@@ -380,8 +380,26 @@ impl<S: Sink> Driver<S> {
             self.stats.max_timer_lag_ms = self.stats.max_timer_lag_ms.max(lag);
             // A frozen or killed node's timers are dropped: it never acts again.
             if self.is_live(node) {
+                if matches!(timer, Timer::Liveness | Timer::IdleSweep | Timer::Verify) {
+                    self.tell_input_waiting(node, now);
+                }
                 self.core(node, |core| core.timer(timer, now));
             }
+        }
+    }
+
+    /// Before a node judges its connections' liveness: those whose input this loop has
+    /// not read yet (it is behind) are alive, since their remotes sent it.
+    fn tell_input_waiting(&mut self, node: usize, now: Millis) {
+        let Some(h) = self.nodes.get(node) else {
+            return;
+        };
+        let waiting: Vec<ConnId> = (h.conns.iter())
+            .filter(|(_, key)| matches!(self.entries.get(**key), Some(Entry::Conn(c)) if c.unread))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in waiting {
+            self.core(node, |core| core.input_waiting(id, now));
         }
     }
 

@@ -143,6 +143,11 @@ impl Node {
     pub fn closed(&mut self, conn: ConnId, why: Disconnect, now: Millis) {
         dispatch!(self, c => c.closed(conn, why, now))
     }
+    /// Bytes from the remote of `conn` wait unread (the loop is behind): the remote is
+    /// alive, as if a frame had come.
+    pub fn input_waiting(&mut self, conn: ConnId, now: Millis) {
+        dispatch!(self, c => c.input_waiting(conn, now))
+    }
     /// A frame arrived on `conn`.
     pub fn message(&mut self, conn: ConnId, msg: Message, now: Millis) {
         dispatch!(self, c => c.message(conn, msg, now))

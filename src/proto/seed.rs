@@ -130,6 +130,15 @@ impl SeedCore {
         self.forget_conn(conn, c.peer);
     }
 
+    /// Bytes from `conn`'s remote wait unread: a sign of life, as a reply would be.
+    pub fn input_waiting(&mut self, conn: ConnId, now: Millis) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.link.last_heard = now;
+        self.on_liveness_reply(conn);
+    }
+
     pub fn message(&mut self, conn: ConnId, msg: Message, now: Millis) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;

@@ -594,3 +594,20 @@ fn input_on_an_unknown_connection_is_ignored() {
     assert!(drain(&mut seed).is_empty());
     assert_eq!(seed.peers(), &[addr(9001)]);
 }
+
+#[test]
+fn input_waiting_from_a_reported_peer_refutes_the_report() {
+    let mut seed = started(256);
+    let (c1, _) = register(&mut seed, 9001, T0);
+    let reporter = seed.accept(ephemeral(9009), T0);
+    seed.message(reporter, report(9001, 9009), T0 + 10);
+    drain(&mut seed);
+    seed.input_waiting(c1, T0 + 20);
+    let refuted = vec![Event::DeadNodeRefuted {
+        addr: addr(9001),
+        reporter: addr(9009),
+    }];
+    assert_eq!(events(&drain(&mut seed)), refuted);
+    seed.timer(Timer::Verify, T0 + 10 + INTERVAL);
+    assert_eq!(seed.peers(), &[addr(9001)]);
+}

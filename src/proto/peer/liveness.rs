@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::{PeerCore, MAX_REFRESH_BACKOFF};
+use super::{ConnRole, PeerCore, MAX_REFRESH_BACKOFF};
 use crate::proto::{ConnId, Event, Message, Millis, Timer};
 
 impl PeerCore {
@@ -28,6 +28,17 @@ impl PeerCore {
         if let Some(n) = self.neighbors.get_mut(&addr) {
             n.awaiting_reply = false;
             n.misses = 0;
+        }
+    }
+
+    /// Bytes from `conn`'s remote wait unread: a sign of life, as a frame would be.
+    pub fn input_waiting(&mut self, conn: ConnId, now: Millis) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.link.last_heard = now;
+        if let ConnRole::Neighbor(addr) = c.role {
+            self.heard_from(addr);
         }
     }
 

@@ -522,6 +522,20 @@ fn any_frame_from_a_neighbour_counts_as_a_sign_of_life() {
 }
 
 #[test]
+fn input_waiting_unread_from_a_neighbour_counts_as_a_sign_of_life() {
+    let (mut h, conns) = Harness::with_neighbors(&[peer(9001)]);
+    h.check(1);
+    h.check(2);
+    h.core.input_waiting(conns[0], T0 + 3 * LIVENESS);
+    assert!(
+        misses(&h.check(3)).is_empty(),
+        "its bytes wait in our socket"
+    );
+    h.core.input_waiting(ConnId(999), T0 + 3 * LIVENESS);
+    assert!(h.drain().is_empty(), "an unknown connection is ignored");
+}
+
+#[test]
 fn a_lost_outgoing_neighbour_is_redialled_at_the_next_check() {
     let (mut h, conns) = Harness::with_neighbors(&[peer(9001)]);
     let (inbound, _) = h.accept_hello(peer(9002), T0);
