@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::{ConnRole, PeerCore, MAX_REFRESH_BACKOFF};
+use super::{PeerCore, MAX_REFRESH_BACKOFF};
 use crate::proto::{ConnId, Event, Message, Millis, Timer};
 
 impl PeerCore {
@@ -22,24 +22,12 @@ impl PeerCore {
         self.out.send_msg(conn, reply);
     }
 
-    /// Any frame from a neighbour proves it alive, as a reply does: under load, gossip
-    /// keeps flowing while replies wait behind it, and a dead or frozen node sends nothing.
-    pub(super) fn heard_from(&mut self, addr: SocketAddr) {
-        if let Some(n) = self.neighbors.get_mut(&addr) {
-            n.awaiting_reply = false;
-            n.misses = 0;
-        }
-    }
-
     /// Bytes from `conn`'s remote wait unread: a sign of life, as a frame would be.
     pub fn input_waiting(&mut self, conn: ConnId, now: Millis) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
         c.link.last_heard = now;
-        if let ConnRole::Neighbor(addr) = c.role {
-            self.heard_from(addr);
-        }
     }
 
     pub(super) fn on_liveness_reply(&mut self, addr: SocketAddr, ts: Millis) {
@@ -56,7 +44,17 @@ impl PeerCore {
         let limit = self.cfg.liveness_misses;
         let mut dead = Vec::new();
         for (addr, n) in self.neighbors.iter_mut() {
-            if n.awaiting_reply || n.conn.is_none() {
+            // Any frame from a neighbour proves it alive, as a reply does: under load,
+            // gossip keeps flowing while replies wait behind it, and a dead or frozen node
+            // sends nothing.
+            let heard = n
+                .conn
+                .and_then(|c| self.conns.get(&c))
+                .map(|c| c.link.last_heard);
+            let answered = n.asked_at.is_none_or(|t| heard.is_some_and(|h| h >= t));
+            if answered && n.conn.is_some() {
+                n.misses = 0;
+            } else {
                 n.misses += 1;
                 let (addr, misses) = (*addr, n.misses);
                 self.out.log(Event::LivenessMiss { addr, misses });
@@ -68,7 +66,7 @@ impl PeerCore {
             if let Some(conn) = n.conn {
                 let req = Message::LivenessRequest { ts: now, from: me };
                 self.out.send_msg(conn, req);
-                n.awaiting_reply = true;
+                n.asked_at = Some(now);
             }
         }
         for addr in dead {

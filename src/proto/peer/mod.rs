@@ -123,7 +123,9 @@ struct Neighbor {
     /// None while the connection is down: liveness checks then count as misses.
     conn: Option<ConnId>,
     outgoing: bool,
-    awaiting_reply: bool,
+    /// When the pending liveness request went out: answered by any frame heard on `conn`
+    /// since (see `Link::last_heard`), so the receive path does no neighbour lookup.
+    asked_at: Option<Millis>,
     misses: u32,
 }
 
@@ -293,11 +295,7 @@ impl PeerCore {
             return;
         };
         c.link.last_heard = now;
-        let role = c.role;
-        if let ConnRole::Neighbor(addr) = role {
-            self.heard_from(addr);
-        }
-        match (role, msg) {
+        match (c.role, msg) {
             (ConnRole::Seed(i), Message::PeerList { peers }) => self.on_peer_list(i, peers, now),
             (_, Message::LivenessRequest { ts, from }) => self.on_liveness_request(conn, ts, from),
             (ConnRole::Neighbor(addr), Message::LivenessReply { ts, .. }) => {
@@ -335,14 +333,13 @@ impl PeerCore {
         let Some(c) = self.conns.get_mut(&conn) else {
             return false;
         };
-        let ConnRole::Neighbor(addr) = c.role else {
+        if !matches!(c.role, ConnRole::Neighbor(_)) {
             return false;
-        };
+        }
         if self.seen.is_new((g.origin, g.seq), g.ts, now) {
             return false;
         }
         c.link.last_heard = now;
-        self.heard_from(addr);
         self.stats.gossip_frames_received += 1;
         true
     }
@@ -431,7 +428,7 @@ impl PeerCore {
         let n = Neighbor {
             conn: Some(conn),
             outgoing,
-            awaiting_reply: false,
+            asked_at: None,
             misses: 0,
         };
         self.neighbors.insert(addr, n);
