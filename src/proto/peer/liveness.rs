@@ -24,10 +24,16 @@ impl PeerCore {
 
     /// Any frame from a neighbour proves it alive, as a reply does: under load, gossip
     /// keeps flowing while replies wait behind it, and a dead or frozen node sends nothing.
-    pub(super) fn heard_from(&mut self, addr: SocketAddr) {
-        if let Some(n) = self.neighbors.get_mut(&addr) {
-            n.awaiting_reply = false;
-            n.misses = 0;
+    /// One that had missed a check may have missed our messages too: they go again.
+    pub(super) fn heard_from(&mut self, addr: SocketAddr, now: Millis) {
+        let Some(n) = self.neighbors.get_mut(&addr) else {
+            return;
+        };
+        n.awaiting_reply = false;
+        if std::mem::take(&mut n.misses) > 0 {
+            if let Some(conn) = n.conn {
+                self.send_own(conn, now);
+            }
         }
     }
 
