@@ -245,6 +245,36 @@ impl<O: Observer> Sim<O> {
         }
     }
 
+    /// Starts a failed node again, on the same address, with a fresh core: a process
+    /// restarted with its state lost. Its old connections are gone: what was in flight to
+    /// it is dropped, remotes still holding one of them (after a silent failure) hear it
+    /// end, and frames they send on them go nowhere. False when the node is running or
+    /// `core` has another address.
+    pub fn restart(&mut self, idx: usize, core: Node) -> bool {
+        let same_addr = self.nodes.get(idx).is_some_and(|n| n.addr() == core.addr());
+        let Ok(id) = u32::try_from(idx) else {
+            return false;
+        };
+        if self.is_up(idx) || !same_addr {
+            return false;
+        }
+        for route in self.routes.take_all(id) {
+            if route.open {
+                self.send_fin(id, route);
+            }
+        }
+        self.routes.forget_towards(id);
+        // Dials on their way reach the new process; the rest was for the old one.
+        let for_old = |s: &Scheduled| s.node == id && !matches!(s.input, Input::Accept { .. });
+        self.queue.retain(|s| !for_old(s));
+        if let (Some(node), Some(up)) = (self.nodes.get_mut(idx), self.up.get_mut(idx)) {
+            *node = core;
+            *up = true;
+        }
+        self.schedule(self.now, id, Input::Start);
+        true
+    }
+
     /// Cuts the nodes `members` off from every other node, from now until `heal_at`:
     /// frames across the cut are lost, connects across it refused, and a close across it
     /// is heard only after it heals. False when 64 partitions are already in force.
@@ -278,5 +308,68 @@ impl<O: Observer> Sim<O> {
 
     fn schedule(&mut self, at: Millis, node: u32, input: Input) {
         self.queue.push(at, Scheduled { node, input });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{PeerConfig, PeerCore, SeedConfig, SeedCore};
+
+    fn seed() -> Node {
+        let addr = SocketAddr::from(([10, 0, 0, 1], 7000));
+        Node::Seed(SeedCore::new(SeedConfig::new(addr), 1))
+    }
+
+    fn peer(i: u8, rng_seed: u64) -> Node {
+        let addr = SocketAddr::from(([10, 0, 1, i], 9000));
+        let mut cfg = PeerConfig::new(addr, vec![SocketAddr::from(([10, 0, 0, 1], 7000))]);
+        cfg.gossip_interval = 20;
+        cfg.messages = 1_000;
+        Node::Peer(PeerCore::new(cfg, rng_seed))
+    }
+
+    /// Three peers gossiping every 20 ms; the middle one is restarted the instant it
+    /// crashes, with gossip to it in flight on connection ids its new core reuses.
+    fn restarted_mid_gossip(how: Failure) -> Sim {
+        let mut sim = Sim::new(NetModel::default(), 4);
+        sim.add(seed(), 0);
+        for i in 1..=3 {
+            sim.add(peer(i, u64::from(i)), u64::from(i));
+        }
+        sim.run_for(1_000);
+        sim.fail(2, how);
+        assert!(sim.restart(2, peer(2, 99)));
+        sim.run_for(2_000);
+        sim
+    }
+
+    #[test]
+    fn a_restarted_node_gets_nothing_meant_for_its_old_incarnation() {
+        for how in [Failure::Crash, Failure::Silent] {
+            let sim = restarted_mid_gossip(how);
+            let bad: Vec<&Logged> = (sim.events().iter())
+                .filter(|l| matches!(l.event, Event::BadFrame { .. }))
+                .collect();
+            assert!(bad.is_empty(), "{how:?}: {bad:?}");
+            let Some(Node::Peer(p)) = sim.node(2) else {
+                panic!("node 2 is a peer")
+            };
+            assert_eq!(p.registered_seeds().count(), 1, "{how:?}");
+            assert_eq!(p.connected_neighbors().count(), 2, "{how:?}");
+            assert!(p.stats().gossip_first_receipts > 0, "{how:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_failed_node_restarts_and_only_on_its_own_address() {
+        let mut sim = Sim::new(NetModel::default(), 1);
+        sim.add(seed(), 0);
+        sim.add(peer(1, 1), 0);
+        assert!(!sim.restart(1, peer(1, 2)), "running");
+        sim.fail(1, Failure::Crash);
+        assert!(!sim.restart(1, peer(2, 2)), "another address");
+        assert!(!sim.restart(7, peer(1, 2)), "no such node");
+        assert!(sim.restart(1, peer(1, 2)) && sim.is_up(1));
     }
 }

@@ -133,6 +133,16 @@ impl<T> Calendar<T> {
         }
     }
 
+    /// Drops the entries `keep` rejects; the others keep their order. A scan of every
+    /// bucket and the heap, for rare events (a node's restart).
+    pub(crate) fn retain(&mut self, keep: impl Fn(&T) -> bool) {
+        for slot in &mut self.slots {
+            slot.retain(|item| keep(item));
+        }
+        self.near = self.slots.iter().map(Vec::len).sum();
+        self.far.retain(|f| keep(&f.item));
+    }
+
     fn slot(&mut self, at: Millis) -> &mut Vec<T> {
         // The index is masked to the table's size, so it is always in range.
         let i = (at & MASK) as usize;
@@ -213,6 +223,24 @@ mod tests {
         assert_eq!(drain(&mut q, 10_000), vec![(10, 1)]);
         assert_eq!(q.len(), 1);
         assert_eq!(drain(&mut q, 20_000), vec![(20_000, 2)]);
+    }
+
+    #[test]
+    fn retain_drops_entries_near_and_far_and_keeps_the_order_of_the_rest() {
+        let mut q = Calendar::new(0);
+        for (i, at) in [7, 7, 7, SLOTS + 5, SLOTS + 5, 3].iter().enumerate() {
+            q.push(*at, i as u32);
+        }
+        q.retain(|v| v % 2 == 0);
+        assert_eq!(q.len(), 3);
+        assert_eq!(
+            drain(&mut q, u64::MAX),
+            vec![(7, 0), (7, 2), (SLOTS + 5, 4)],
+            "odd entries gone, the rest in time then push order"
+        );
+        q.push(SLOTS + 5, 9);
+        q.retain(|_| true);
+        assert_eq!(drain(&mut q, u64::MAX), vec![(SLOTS + 5, 9)]);
     }
 
     #[test]

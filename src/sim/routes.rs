@@ -114,6 +114,13 @@ impl Table {
         }
     }
 
+    fn retain(&mut self, keep: impl Fn(&Route) -> bool) {
+        match self {
+            Table::Small(v) => v.retain(|r| keep(r)),
+            Table::Large(m) => m.retain(|_, r| keep(r)),
+        }
+    }
+
     fn heap_bytes(&self) -> usize {
         match self {
             Table::Small(v) => v.capacity() * std::mem::size_of::<Route>(),
@@ -162,6 +169,15 @@ impl Routes {
             .get_mut(node as usize)
             .map(Table::take_all)
             .unwrap_or_default()
+    }
+
+    /// Forgets every other node's open connection to `node`: a restarted process knows
+    /// none of them, so frames sent on them from now on go nowhere. A scan of every table,
+    /// for the rare restart only. Dials still on their way to `node` are kept.
+    pub(crate) fn forget_towards(&mut self, node: u32) {
+        for t in &mut self.tables {
+            t.retain(|r| !(r.open && r.peer == node));
+        }
     }
 
     /// Heap bytes held by the tables, for memory accounting.
@@ -309,6 +325,29 @@ mod tests {
         let all: Vec<u64> = r.take_all(0).iter().map(|x| x.conn.0).collect();
         assert_eq!(all.len(), 3 * SMALL - 1);
         assert!(all.windows(2).all(|w| w[0] < w[1]), "in id order");
+    }
+
+    #[test]
+    fn forgetting_a_node_drops_the_open_routes_towards_it_and_keeps_the_rest() {
+        let mut r = Routes::default();
+        for _ in 0..3 {
+            r.add_node();
+        }
+        r.insert(0, open(1, 2));
+        r.insert(0, open(2, 1));
+        r.insert(0, Route::dialing(ConnId(3), 2));
+        for c in 1..=2 * SMALL as u64 {
+            r.insert(1, open(c, 2));
+        }
+        r.insert(1, open(99, 0));
+        r.forget_towards(2);
+        assert!(!r.contains(0, ConnId(1)) && r.contains(0, ConnId(2)));
+        assert!(
+            r.contains(0, ConnId(3)),
+            "a dial on its way reaches the new process"
+        );
+        let left: Vec<u64> = r.take_all(1).iter().map(|x| x.conn.0).collect();
+        assert_eq!(left, vec![99]);
     }
 
     #[test]

@@ -42,7 +42,7 @@ impl PeerCore {
         self.out.timer(self.liveness_due, Timer::Liveness);
         let me = self.cfg.addr;
         let limit = self.cfg.liveness_misses;
-        let mut dead = Vec::new();
+        let (mut dead, mut back) = (Vec::new(), Vec::new());
         for (addr, n) in self.neighbors.iter_mut() {
             // Any frame from a neighbour proves it alive, as a reply does: under load,
             // gossip keeps flowing while replies wait behind it, and a dead or frozen node
@@ -52,8 +52,11 @@ impl PeerCore {
                 .and_then(|c| self.conns.get(&c))
                 .map(|c| c.link.last_heard);
             let answered = n.asked_at.is_none_or(|t| heard.is_some_and(|h| h >= t));
-            if answered && n.conn.is_some() {
-                n.misses = 0;
+            if let (true, Some(conn)) = (answered, n.conn) {
+                // One that had missed a check may have missed our messages too.
+                if std::mem::take(&mut n.misses) > 0 {
+                    back.push(conn);
+                }
             } else {
                 n.misses += 1;
                 let (addr, misses) = (*addr, n.misses);
@@ -68,6 +71,9 @@ impl PeerCore {
                 self.out.send_msg(conn, req);
                 n.asked_at = Some(now);
             }
+        }
+        for conn in back {
+            self.send_own(conn, now);
         }
         for addr in dead {
             self.report_dead(addr, now);

@@ -7,7 +7,7 @@
 use rand::rngs::SmallRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::SeedableRng;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -161,10 +161,19 @@ pub struct PeerCore {
     /// intervals), doubled each time a refresh brings nothing new.
     refresh_due: Millis,
     refresh_backoff: u64,
+    /// When this peer created its most recent messages (the last is number
+    /// `stats.gossip_created`), to send them again to a neighbour that connects or comes
+    /// back after a miss: what went out while a link was cut would be lost otherwise. Only
+    /// the times are kept: the rest of an own message follows from them.
+    own: VecDeque<Millis>,
 }
 
 /// The longest wait between two peer-list refreshes, in liveness intervals.
 const MAX_REFRESH_BACKOFF: u64 = 16;
+
+/// Own messages kept for sending again: as many as a seen-cache window tolerates out of
+/// order, so none of them is taken for an old one.
+const OWN_KEPT: usize = 32;
 
 impl PeerCore {
     pub fn new(cfg: PeerConfig, rng_seed: u64) -> Self {
@@ -197,6 +206,7 @@ impl PeerCore {
             seed_retry_due: None,
             refresh_due: 0,
             refresh_backoff: 1,
+            own: VecDeque::new(),
         }
     }
 
@@ -433,6 +443,7 @@ impl PeerCore {
         };
         self.neighbors.insert(addr, n);
         self.out.log(Event::NeighborConnected { addr });
+        self.send_own(conn, now);
         if self.gossip_due.is_none() && self.stats.gossip_created < self.cfg.messages {
             self.arm_gossip(now);
         }
@@ -515,9 +526,34 @@ impl PeerCore {
             hops: 1,
             payload: None,
         };
+        if self.own.len() >= OWN_KEPT {
+            self.own.pop_front();
+        }
+        self.own.push_back(now);
         self.broadcast(Arc::new(Message::Gossip(gossip)), None);
         if seq < self.cfg.messages {
             self.arm_gossip(now);
+        }
+    }
+
+    /// Sends this peer's recent messages on `conn` again (receivers drop what they have
+    /// seen), forgetting those too old for any receiver to take.
+    fn send_own(&mut self, conn: ConnId, now: Millis) {
+        let ttl = self.cfg.seen_ttl;
+        self.own.retain(|ts| ts.saturating_add(ttl) >= now);
+        let first = self.stats.gossip_created + 1 - self.own.len() as u64;
+        let origin = self.cfg.addr;
+        for (seq, &ts) in (first..).zip(&self.own) {
+            let gossip = Gossip {
+                origin,
+                seq,
+                ts,
+                text: gossip_text(ts, origin, seq),
+                hops: 1,
+                payload: None,
+            };
+            self.out.send_msg(conn, Message::Gossip(gossip));
+            self.stats.gossip_frames_sent += 1;
         }
     }
 
@@ -570,3 +606,6 @@ impl PeerCore {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod replay_tests;
