@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::auth::{AuthError, ClusterKey};
 use crate::codec::DEFAULT_MAX_FRAME;
 use crate::proto::{Millis, PeerConfig, SeedConfig};
 
@@ -68,6 +69,10 @@ pub struct CommonArgs {
     /// Seed for the node's random choices (default: from the OS).
     #[arg(long)]
     pub rng_seed: Option<u64>,
+    /// Authenticate every frame with HMAC-SHA256 under the key in this file (at least
+    /// 16 bytes; a final newline is ignored). Every node of the network needs the same key.
+    #[arg(long, value_name = "FILE")]
+    pub cluster_key: Option<PathBuf>,
 }
 
 impl CommonArgs {
@@ -77,6 +82,13 @@ impl CommonArgs {
     }
     pub fn rng_seed(&self) -> u64 {
         self.rng_seed.unwrap_or_else(rand::random)
+    }
+    /// The cluster key, read from its file, if `--cluster-key` was given.
+    pub fn cluster_key(&self) -> Result<Option<ClusterKey>, AuthError> {
+        self.cluster_key
+            .as_deref()
+            .map(ClusterKey::read)
+            .transpose()
     }
 }
 
@@ -174,6 +186,31 @@ mod tests {
             (cfg.gossip_interval, cfg.liveness_interval, cfg.idle_timeout),
             (200, 1_000, 5_000)
         );
+    }
+
+    #[test]
+    fn the_cluster_key_flag_names_a_file_that_is_read_on_demand() {
+        let dir = tempfile::tempdir().unwrap();
+        let (good, empty) = (dir.path().join("key"), dir.path().join("empty"));
+        std::fs::write(&good, "0123456789abcdef\n").unwrap();
+        std::fs::write(&empty, "\n").unwrap();
+        let common = |path: &std::path::Path| {
+            let listen = ["gossipd", "seed", "--listen", "127.0.0.1:9000"];
+            let path = path.to_str().unwrap();
+            let cli = Cli::try_parse_from(listen.into_iter().chain(["--cluster-key", path]));
+            let Command::Seed(args) = cli.unwrap().command else {
+                panic!("not seed")
+            };
+            args.common
+        };
+        assert!(common(&good).cluster_key().unwrap().is_some());
+        let short = common(&empty).cluster_key().unwrap_err();
+        assert!(
+            matches!(short, AuthError::KeyTooShort { len: 0 }),
+            "{short}"
+        );
+        let missing = common(&dir.path().join("none")).cluster_key().unwrap_err();
+        assert!(matches!(missing, AuthError::Read { .. }), "{missing}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use mio::net::TcpStream;
 use std::io::{self, ErrorKind, Read, Write};
 
+use crate::auth::ClusterKey;
 use crate::codec::FrameDecoder;
 use crate::proto::{ConnId, Disconnect, Message};
 
@@ -69,7 +70,8 @@ impl Conn {
     }
 
     /// Reads up to `budget` bytes, handing each complete message to `on_msg`, so one busy
-    /// socket cannot hold the loop. Counts read calls in `reads`.
+    /// socket cannot hold the loop. Counts read calls in `reads`. With a cluster `key`,
+    /// every frame must carry its tag, or the connection ends as a bad frame.
     ///
     /// A short read means the receive queue was empty at that instant; bytes arriving
     /// later raise a new edge-triggered event, so the read that would only say
@@ -81,6 +83,7 @@ impl Conn {
         scratch: &mut [u8],
         budget: usize,
         reads: &mut u64,
+        key: Option<&ClusterKey>,
         mut on_msg: impl FnMut(Message),
     ) -> ReadOutcome {
         let mut taken = 0;
@@ -94,7 +97,7 @@ impl Conn {
                 Ok(n) => {
                     taken += n;
                     self.decoder.extend(scratch.get(..n).unwrap_or_default());
-                    if let Err(why) = self.decode(&mut on_msg) {
+                    if let Err(why) = self.decode(key, &mut on_msg) {
                         return ReadOutcome::Ended(why);
                     }
                     if n < scratch.len() && !self.to_end {
@@ -116,17 +119,20 @@ impl Conn {
         }
     }
 
-    fn decode(&mut self, on_msg: &mut impl FnMut(Message)) -> Result<(), Disconnect> {
+    fn decode(
+        &mut self,
+        key: Option<&ClusterKey>,
+        on_msg: &mut impl FnMut(Message),
+    ) -> Result<(), Disconnect> {
         loop {
             let frame = self
                 .decoder
                 .next_frame()
                 .map_err(|e| Disconnect::BadFrame(e.to_string()))?;
-            let Some(body) = frame else {
+            let Some(payload) = frame else {
                 return Ok(());
             };
-            let msg = Message::from_frame(body).map_err(|e| Disconnect::BadFrame(bad_json(e)))?;
-            on_msg(msg);
+            on_msg(parse_payload(payload, key)?);
         }
     }
 
@@ -190,6 +196,17 @@ pub fn send_queue_limit(max_frame: usize) -> usize {
     (4 * max_frame).max(4 << 20)
 }
 
+/// The message in a frame's payload, its tag checked first when there is a key.
+pub fn parse_payload(payload: &[u8], key: Option<&ClusterKey>) -> Result<Message, Disconnect> {
+    let body = match key {
+        Some(k) => k
+            .open(payload)
+            .map_err(|e| Disconnect::BadFrame(e.to_string()))?,
+        None => payload,
+    };
+    Message::from_frame(body).map_err(|e| Disconnect::BadFrame(bad_json(e)))
+}
+
 fn bad_json(e: serde_json::Error) -> String {
     let what = match e.classify() {
         serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "not JSON",
@@ -197,4 +214,53 @@ fn bad_json(e: serde_json::Error) -> String {
         serde_json::error::Category::Io => "unreadable",
     };
     format!("{what}: {e}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{encode_frame, HEADER_LEN};
+
+    const HELLO: &[u8] = br#"{"type":"hello","addr":"127.0.0.1:9001"}"#;
+
+    fn key(b: u8) -> ClusterKey {
+        ClusterKey::from_bytes(&[b; 32]).unwrap()
+    }
+
+    /// The payload (what follows the length prefix) of `body` sealed with `k`.
+    fn sealed_payload(k: &ClusterKey, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_frame(body, 1 << 20, &mut out).unwrap();
+        k.seal(&mut out, 0);
+        out.split_off(HEADER_LEN)
+    }
+
+    #[test]
+    fn a_sealed_payload_parses_with_the_key() {
+        let k = key(1);
+        let msg = parse_payload(&sealed_payload(&k, HELLO), Some(&k)).unwrap();
+        assert!(matches!(msg, Message::Hello { .. }), "{msg:?}");
+    }
+
+    #[test]
+    fn a_keyed_receiver_refuses_a_plain_or_foreign_payload_as_a_bad_frame() {
+        let k = key(1);
+        for payload in [
+            HELLO.to_vec(),
+            sealed_payload(&key(2), HELLO),
+            vec![b'{'; 3],
+        ] {
+            let err = parse_payload(&payload, Some(&k)).unwrap_err();
+            assert!(matches!(err, Disconnect::BadFrame(_)), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_receiver_without_a_key_refuses_a_sealed_payload() {
+        let err = parse_payload(&sealed_payload(&key(1), HELLO), None).unwrap_err();
+        assert!(
+            matches!(&err, Disconnect::BadFrame(r) if r.contains("not JSON")),
+            "{err}"
+        );
+    }
 }

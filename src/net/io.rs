@@ -66,6 +66,7 @@ impl<S: Sink> Driver<S> {
     /// Registers an accepted connection and tells its node.
     fn adopt(&mut self, node: usize, mut stream: TcpStream, remote: SocketAddr) {
         let now = self.now();
+        let max_payload = self.max_payload();
         let _ = stream.set_nodelay(true);
         let entry = self.entries.vacant_entry();
         let key = entry.key();
@@ -83,7 +84,7 @@ impl<S: Sink> Driver<S> {
         };
         let id = h.core.accept(remote, now);
         h.conns.insert(id, key);
-        let conn = Conn::new(node, id, stream, self.max_frame);
+        let conn = Conn::new(node, id, stream, max_payload);
         entry.insert(Entry::Conn(Box::new(conn)));
         self.stats.connections_opened += 1;
         self.drain(node);
@@ -132,7 +133,10 @@ impl<S: Sink> Driver<S> {
         let budget = self.scratch.len();
         let mut inbox = std::mem::take(&mut self.inbox);
         let reads = &mut self.stats.read_calls;
-        let outcome = c.read(&mut self.scratch, budget, reads, |msg| inbox.push(msg));
+        let auth = self.key.as_ref();
+        let outcome = c.read(&mut self.scratch, budget, reads, auth, |msg| {
+            inbox.push(msg)
+        });
         c.release_idle_buffer();
         self.stats.frames_received += inbox.len() as u64;
         // One message at a time, each one's actions carried out before the next: a core
@@ -213,6 +217,7 @@ impl<S: Sink> Driver<S> {
     }
 
     fn connect(&mut self, node: usize, id: ConnId, addr: SocketAddr) {
+        let max_payload = self.max_payload();
         let registered = TcpStream::connect(addr).and_then(|mut stream| {
             let _ = stream.set_nodelay(true);
             let entry = self.entries.vacant_entry();
@@ -221,7 +226,7 @@ impl<S: Sink> Driver<S> {
             self.poll
                 .registry()
                 .register(&mut stream, Token(key), interest)?;
-            let mut c = Conn::new(node, id, stream, self.max_frame);
+            let mut c = Conn::new(node, id, stream, max_payload);
             c.connecting = true;
             entry.insert(Entry::Conn(Box::new(c)));
             Ok(key)
@@ -286,6 +291,9 @@ impl<S: Sink> Driver<S> {
         buf.clear();
         match encode_json(msg.as_ref(), self.max_frame, &mut buf) {
             Ok(()) => {
+                if let Some(k) = &self.key {
+                    k.seal(&mut buf, 0);
+                }
                 self.encoded = Some((Arc::clone(msg), buf));
                 true
             }

@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::auth::{ClusterKey, TAG_LEN};
 use crate::proto::{ConnId, Event, Message, Millis, Node, Role, Timer};
 use crate::wheel::TimerWheel;
 use conn::Conn;
@@ -153,6 +154,8 @@ pub struct Driver<S: Sink> {
     last_flush: Instant,
     accept_errors: u64,
     accept_warned: Option<Instant>,
+    /// With a cluster key every frame sent is sealed and every frame read must open.
+    key: Option<ClusterKey>,
 }
 
 impl<S: Sink> Driver<S> {
@@ -180,7 +183,21 @@ impl<S: Sink> Driver<S> {
             last_flush: Instant::now(),
             accept_errors: 0,
             accept_warned: None,
+            key: None,
         })
+    }
+
+    /// Authenticates every frame with `key` from now on (set before adding nodes).
+    pub fn set_cluster_key(&mut self, key: ClusterKey) {
+        self.key = Some(key);
+    }
+
+    /// The largest payload a connection accepts: a body of `max_frame` and its tag.
+    fn max_payload(&self) -> usize {
+        match self.key {
+            Some(_) => self.max_frame.saturating_add(TAG_LEN),
+            None => self.max_frame,
+        }
     }
 
     /// A handle that stops the loop from a signal handler: set the flag, then wake.

@@ -1,5 +1,6 @@
 //! One integration-test binary made of modules, so linking stays fast.
 
+mod auth;
 mod daemon;
 mod hosts;
 mod sim_network;
