@@ -7,7 +7,12 @@ use std::path::PathBuf;
 
 use crate::auth::{AuthError, ClusterKey};
 use crate::codec::DEFAULT_MAX_FRAME;
-use crate::proto::{Millis, PeerConfig, SeedConfig};
+use crate::proto::{Millis, PeerConfig, Role, SeedConfig};
+
+/// A seed's default `--max-connections`: one registration connection per peer it lists.
+pub const SEED_MAX_CONNECTIONS: usize = 4096;
+/// A peer's default `--max-connections`: its neighbours and seeds, with room to spare.
+pub const PEER_MAX_CONNECTIONS: usize = 1024;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -73,6 +78,10 @@ pub struct CommonArgs {
     /// 16 bytes; a final newline is ignored). Every node of the network needs the same key.
     #[arg(long, value_name = "FILE")]
     pub cluster_key: Option<PathBuf>,
+    /// Most open connections (accepted and dialled); connections accepted past it are
+    /// closed at once [default: 4096 for a seed, 1024 for a peer].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..).map(|v| v as usize))]
+    pub max_connections: Option<usize>,
 }
 
 impl CommonArgs {
@@ -82,6 +91,12 @@ impl CommonArgs {
     }
     pub fn rng_seed(&self) -> u64 {
         self.rng_seed.unwrap_or_else(rand::random)
+    }
+    pub fn max_connections(&self, role: Role) -> usize {
+        self.max_connections.unwrap_or(match role {
+            Role::Seed => SEED_MAX_CONNECTIONS,
+            Role::Peer => PEER_MAX_CONNECTIONS,
+        })
     }
     /// The cluster key, read from its file, if `--cluster-key` was given.
     pub fn cluster_key(&self) -> Result<Option<ClusterKey>, AuthError> {

@@ -104,6 +104,7 @@ fn serve(
     if let Some(key) = key {
         driver.set_cluster_key(key);
     }
+    driver.set_max_connections(common.max_connections(role));
     let (stop, waker) = driver.stopper();
     ctrlc::set_handler(move || {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -6,17 +6,13 @@
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 use std::collections::HashMap;
-use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::conn::{Conn, ReadOutcome};
 use super::{Driver, Entry, NodeState, Sink};
 use crate::codec::encode_json;
-use crate::proto::{Action, ConnId, Disconnect, Message, Millis};
-
-/// At most one warning about failed accepts this often.
-const ACCEPT_WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+use crate::proto::{Action, ConnId, Disconnect, Event, Message, Millis};
 
 impl<S: Sink> Driver<S> {
     pub(super) fn ready(&mut self, key: usize, readable: bool, writable: bool, to_end: bool) {
@@ -36,35 +32,8 @@ impl<S: Sink> Driver<S> {
         }
     }
 
-    fn accept_all(&mut self, key: usize, node: usize) {
-        loop {
-            let Some(Entry::Listener { listener, .. }) = self.entries.get(key) else {
-                return;
-            };
-            match listener.accept() {
-                Ok((stream, remote)) => self.adopt(node, stream, remote),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return self.accept_failed(e),
-            }
-        }
-    }
-
-    /// Out of file descriptors, typically: worth one line, not one per attempt.
-    fn accept_failed(&mut self, e: std::io::Error) {
-        self.accept_errors += 1;
-        if self
-            .accept_warned
-            .is_none_or(|t| t.elapsed() >= ACCEPT_WARN_EVERY)
-        {
-            let n = std::mem::take(&mut self.accept_errors);
-            log::warn!("accept failed: {e} ({n} failures since the last warning)");
-            self.accept_warned = Some(std::time::Instant::now());
-        }
-    }
-
     /// Registers an accepted connection and tells its node.
-    fn adopt(&mut self, node: usize, mut stream: TcpStream, remote: SocketAddr) {
+    pub(super) fn adopt(&mut self, node: usize, mut stream: TcpStream, remote: SocketAddr) {
         let now = self.now();
         let max_payload = self.max_payload();
         let _ = stream.set_nodelay(true);
@@ -207,12 +176,15 @@ impl<S: Sink> Driver<S> {
             Action::SetTimer { at, timer } => {
                 self.wheel.insert(at, (node, timer));
             }
-            Action::Log(event) => {
-                if let Some(h) = self.nodes.get(node) {
-                    let (addr, role) = (h.core.addr(), h.core.role());
-                    self.sink.event(self.clock.now(), node, addr, role, &event);
-                }
-            }
+            Action::Log(event) => self.log(node, &event),
+        }
+    }
+
+    /// Hands one of a node's events to the sink.
+    pub(super) fn log(&mut self, node: usize, event: &Event) {
+        if let Some(h) = self.nodes.get(node) {
+            let (addr, role) = (h.core.addr(), h.core.role());
+            self.sink.event(self.clock.now(), node, addr, role, event);
         }
     }
 

@@ -77,7 +77,7 @@ fn tail(path: &Path, n: usize) -> String {
 pub(crate) struct Proc {
     pub(crate) child: Child,
     pub(crate) addr: String,
-    events: PathBuf,
+    pub(crate) events: PathBuf,
     pub(crate) log: PathBuf,
     stderr: PathBuf,
 }
@@ -152,19 +152,37 @@ impl Net {
         Net { dir, seeds: vec![] }
     }
 
-    fn config(&self) -> PathBuf {
+    pub(crate) fn config(&self) -> PathBuf {
         self.dir.path().join("config.txt")
     }
 
     /// Starts a daemon on `port`; its output goes to files in the temp dir.
     pub(crate) fn spawn(&self, role: &str, port: u16, args: &[&str]) -> Proc {
+        self.spawn_under(&[], role, port, args)
+    }
+
+    /// Starts a daemon as [`Net::spawn`] does, as the command run by `wrapper` (for
+    /// example `prlimit --nofile=...`) unless `wrapper` is empty.
+    pub(crate) fn spawn_under(
+        &self,
+        wrapper: &[&str],
+        role: &str,
+        port: u16,
+        args: &[&str],
+    ) -> Proc {
         let addr = format!("127.0.0.1:{port}");
         let name = format!("{role}-127.0.0.1-{port}");
         let (dir, logs) = (self.dir.path(), self.dir.path().join("logs"));
         let events = dir.join(format!("{name}.jsonl"));
         let stderr = dir.join(format!("{name}.stderr"));
         let files = ["--log-dir", utf8(&logs), "--events", utf8(&events)];
-        let child = Command::new(env!("CARGO_BIN_EXE_gossipd"))
+        let bin = env!("CARGO_BIN_EXE_gossipd");
+        let (program, before) = match wrapper.split_first() {
+            Some((w, rest)) => (*w, rest.iter().copied().chain([bin]).collect()),
+            None => (bin, vec![]),
+        };
+        let child = Command::new(program)
+            .args(before)
             .args([role, "--listen", &addr])
             .args(files)
             .args(args)

@@ -3,6 +3,7 @@
 mod auth;
 mod daemon;
 mod hosts;
+mod limits;
 mod sim_network;
 mod sim_report;
 mod swarm;
