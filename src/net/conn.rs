@@ -1,10 +1,11 @@
-//! One TCP connection in the driver: its socket, frame decoder and bounded send queue.
+//! One TCP connection in the driver: its socket, frame decoder and bounded send queues.
 //!
 //! Knows bytes and frames, not the protocol: decoded frames are handed up as messages.
 
 use mio::net::TcpStream;
 use std::io::{self, ErrorKind, Read, Write};
 
+use super::sendq::SendQueue;
 use crate::auth::ClusterKey;
 use crate::codec::FrameDecoder;
 use crate::proto::{ConnId, Disconnect, Message};
@@ -31,8 +32,7 @@ pub struct Conn {
     /// The remote closed or the socket erred: read to the end, no later event will come.
     pub to_end: bool,
     decoder: FrameDecoder,
-    out: Vec<u8>,
-    out_pos: usize,
+    out: SendQueue,
     /// Frames queued since the last flush: the first one puts the connection on the
     /// driver's flush list.
     queued_since_flush: u32,
@@ -48,8 +48,7 @@ impl Conn {
             unread: false,
             to_end: false,
             decoder: FrameDecoder::new(max_frame),
-            out: Vec::new(),
-            out_pos: 0,
+            out: SendQueue::default(),
             queued_since_flush: 0,
         }
     }
@@ -145,19 +144,24 @@ impl Conn {
         }
     }
 
-    /// Appends bytes already encoded as a frame (a broadcast encodes once). Err when the
-    /// queue is past its bound: the remote is not reading, and the connection must go
-    /// rather than grow without end.
-    pub fn queue_encoded(&mut self, frame: &[u8]) -> Result<(), Disconnect> {
+    /// Appends bytes already encoded as a frame (a broadcast encodes once); `control`
+    /// frames go out ahead of gossip. Err when both queues together are past their bound:
+    /// the remote is not reading, and the connection must go rather than grow without end.
+    pub fn queue_encoded(&mut self, frame: &[u8], control: bool) -> Result<(), Disconnect> {
         let limit = send_queue_limit(self.decoder.max_frame());
-        if self.out.len() - self.out_pos > limit {
+        if self.out.pending() > limit {
             return Err(Disconnect::Error(format!(
                 "send queue over {limit} bytes: remote is not reading"
             )));
         }
-        self.out.extend_from_slice(frame);
+        self.out.push(frame, control);
         self.queued_since_flush = self.queued_since_flush.saturating_add(1);
         Ok(())
+    }
+
+    /// Unsent bytes queued.
+    pub fn queued(&self) -> usize {
+        self.out.pending()
     }
 
     pub fn frames_queued_since_flush(&self) -> u32 {
@@ -165,29 +169,31 @@ impl Conn {
     }
 
     pub fn has_output(&self) -> bool {
-        self.out_pos < self.out.len()
+        self.out.pending() > 0
     }
 
-    /// Writes queued bytes until done or the socket would block. Returns write calls made.
+    /// Writes queued bytes, control first, until done or the socket would block.
+    /// Returns write calls made. An emptied queue holds no memory: thousands of
+    /// connections sit idle between bursts.
     pub fn flush(&mut self) -> Result<u64, Disconnect> {
         self.queued_since_flush = 0;
         let mut writes = 0;
-        while let Some(pending) = self.out.get(self.out_pos..).filter(|p| !p.is_empty()) {
+        loop {
+            let pending = self.out.next_bytes();
+            if pending.is_empty() {
+                return Ok(writes);
+            }
             match self.stream.write(pending) {
                 Ok(0) => return Err(Disconnect::Error("write returned 0".into())),
                 Ok(n) => {
                     writes += 1;
-                    self.out_pos += n;
+                    self.out.advance(n);
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(writes),
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => return Err(Disconnect::Error(e.to_string())),
             }
         }
-        // Thousands of connections sit idle between bursts: an empty queue holds no memory.
-        self.out = Vec::new();
-        self.out_pos = 0;
-        Ok(writes)
     }
 }
 

@@ -237,7 +237,9 @@ impl<S: Sink> Driver<S> {
             .as_ref()
             .map(|(_, b)| b.as_slice())
             .unwrap_or_default();
-        match c.queue_encoded(frame) {
+        // Liveness, dead-node reports and the like must not wait behind forwarded gossip.
+        let control = !matches!(*msg, Message::Gossip(_));
+        match c.queue_encoded(frame, control) {
             Ok(()) => {
                 self.stats.frames_sent += 1;
                 self.stats.bytes_sent += frame.len() as u64;
@@ -246,7 +248,14 @@ impl<S: Sink> Driver<S> {
                     self.dirty.push(key);
                 }
             }
-            Err(why) => self.drop_conn(key, why),
+            Err(why) => {
+                let remote = c.stream.peer_addr().ok();
+                let queued = c.queued();
+                if let Some(remote) = remote {
+                    self.log(node, &Event::SendQueueFull { remote, queued });
+                }
+                self.drop_conn(key, why);
+            }
         }
     }
 

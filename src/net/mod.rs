@@ -12,6 +12,7 @@ pub mod conn;
 mod fail;
 mod io;
 pub mod listener;
+pub mod sendq;
 
 use mio::event::Source;
 use mio::net::TcpListener;

@@ -112,6 +112,11 @@ pub enum Event {
     AcceptResumed {
         paused_ms: u64,
     },
+    /// A connection whose remote stopped reading, closed with this many bytes unsent.
+    SendQueueFull {
+        remote: SocketAddr,
+        queued: usize,
+    },
 }
 
 impl Event {
@@ -138,6 +143,7 @@ impl Event {
             Event::ConnectionsRefused { .. } => "connections_refused",
             Event::AcceptPaused { .. } => "accept_paused",
             Event::AcceptResumed { .. } => "accept_resumed",
+            Event::SendQueueFull { .. } => "send_queue_full",
         }
     }
 
@@ -150,7 +156,8 @@ impl Event {
             | Event::LivenessMiss { .. }
             | Event::BadFrame { .. }
             | Event::ConnectionsRefused { .. }
-            | Event::AcceptPaused { .. } => Severity::Warn,
+            | Event::AcceptPaused { .. }
+            | Event::SendQueueFull { .. } => Severity::Warn,
             _ => Severity::Info,
         }
     }
@@ -205,6 +212,9 @@ impl Event {
             }
             Event::AcceptResumed { paused_ms } => {
                 format!("Accepting connections again after {paused_ms} ms")
+            }
+            Event::SendQueueFull { remote, queued } => {
+                format!("{remote} is not reading: connection closed with {queued} bytes unsent")
             }
         }
     }

@@ -3,12 +3,14 @@
 
 use serde_json::Value;
 use std::fs;
+use std::io::Write;
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::daemon::{
-    assert_peer_still_answers, free_port, receipts, utf8, wait_until, Net, Proc, LIVENESS, WAIT,
+    assert_peer_still_answers, frame, free_port, receipts, utf8, wait_until, Net, Proc, LIVENESS,
+    WAIT,
 };
 
 /// Whether every peer has every other peer's `messages` messages.
@@ -160,4 +162,116 @@ fn a_peer_out_of_file_descriptors_pauses_accepting_without_spinning_and_resumes(
         1,
         "logged more than once"
     );
+}
+
+/// Resident memory of a process in KiB (VmRSS), 0 once it is gone.
+fn rss_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"));
+    let kib = line.and_then(|l| l.split_whitespace().nth(1));
+    kib.and_then(|n| n.parse().ok()).unwrap_or_default()
+}
+
+/// A peer on a long liveness interval, so only its send-queue bound can drop the client
+/// that never reads.
+fn patient_peer(net: &Net) -> Proc {
+    let config = net.config();
+    let args = [
+        "--config",
+        utf8(&config),
+        "--messages",
+        "0",
+        "--liveness-interval",
+        "10s",
+    ];
+    net.spawn("peer", free_port(), &args)
+}
+
+/// Connects with a 4 KiB receive buffer, says hello as `addr`, and never reads.
+fn stuck_neighbour(peer: &str, addr: &str) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let to: std::net::SocketAddr = peer.parse().expect("peer address");
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("small receive buffer");
+    socket.connect(&to.into()).expect("connect to the peer");
+    let mut s: TcpStream = socket.into();
+    let hello = serde_json::json!({"type": "hello", "addr": addr});
+    s.write_all(&frame(hello.to_string().as_bytes()))
+        .expect("send hello");
+    s
+}
+
+/// Sends `n` gossip messages of `origin` with a 1 KiB payload, as a neighbour would.
+fn inject_gossip(peer: &str, origin: &str, n: u64) -> std::thread::JoinHandle<TcpStream> {
+    let mut s = TcpStream::connect(peer).expect("connect to the peer");
+    let origin = origin.to_owned();
+    std::thread::spawn(move || {
+        let hello = serde_json::json!({"type": "hello", "addr": origin});
+        let mut bytes = frame(hello.to_string().as_bytes());
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_millis() as u64;
+        let payload = "x".repeat(1024);
+        for seq in 1..=n {
+            let text = format!("{ts}:{origin}:{seq}");
+            let g = serde_json::json!({"type": "gossip", "origin": origin, "seq": seq,
+                "ts": ts, "text": text, "hops": 1, "payload": payload});
+            bytes.extend(frame(g.to_string().as_bytes()));
+        }
+        s.write_all(&bytes).expect("send gossip");
+        s
+    })
+}
+
+#[test]
+fn a_neighbour_that_never_reads_is_dropped_with_memory_bounded_and_the_others_get_everything() {
+    const MESSAGES: u64 = 10_000;
+    const RSS_BOUND_KIB: u64 = 64 * 1024;
+    let mut net = Net::new();
+    let _seed = net.seed();
+    let hub = patient_peer(&net);
+    hub.wait_for("never registered", || {
+        !hub.named("peer_list_received").is_empty()
+    });
+    let others = [patient_peer(&net), patient_peer(&net)];
+    wait_neighbours(&hub, &others.iter().collect::<Vec<_>>());
+    let stuck_addr = format!("127.0.0.1:{}", free_port());
+    let stuck = stuck_neighbour(&hub.addr, &stuck_addr);
+    hub.wait_for("never took the stuck client", || {
+        hub.has("neighbor_connected", "addr", &stuck_addr)
+    });
+    let origin = format!("127.0.0.1:{}", free_port());
+    let injector = inject_gossip(&hub.addr, &origin, MESSAGES);
+    let pid = hub.child.id();
+    let got_all = |p: &Proc| {
+        let got = receipts(p);
+        (1..=MESSAGES).all(|seq| got.contains_key(&(origin.clone(), seq)))
+    };
+    let (mut peak, end) = (0, Instant::now() + 4 * WAIT);
+    while !others.iter().all(got_all) && Instant::now() < end {
+        for _ in 0..50 {
+            peak = peak.max(rss_kib(pid));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let _injector = injector.join().expect("injector");
+    eprintln!(
+        "hub peak RSS (sampled every 10 ms) {peak} KiB while {MESSAGES} messages of 1 KiB flowed"
+    );
+    for p in &others {
+        let n = receipts(p).keys().filter(|(o, _)| *o == origin).count();
+        assert_eq!(n as u64, MESSAGES, "{} got {n}\n{}", p.addr, p.tail());
+    }
+    assert!(peak > 0 && peak < RSS_BOUND_KIB, "hub peak RSS {peak} KiB");
+    let remote = stuck.local_addr().expect("local address").to_string();
+    hub.wait_for("kept the client that never reads", || {
+        hub.has("send_queue_full", "remote", &remote)
+    });
+    hub.wait_for("never logged the stuck neighbour lost", || {
+        hub.has("neighbor_lost", "addr", &stuck_addr)
+    });
+    drop(stuck);
 }
