@@ -5,8 +5,14 @@ use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::auth::{AuthError, ClusterKey};
 use crate::codec::DEFAULT_MAX_FRAME;
-use crate::proto::{Millis, PeerConfig, SeedConfig};
+use crate::proto::{Millis, PeerConfig, Role, SeedConfig};
+
+/// A seed's default `--max-connections`: one registration connection per peer it lists.
+pub const SEED_MAX_CONNECTIONS: usize = 4096;
+/// A peer's default `--max-connections`: its neighbours and seeds, with room to spare.
+pub const PEER_MAX_CONNECTIONS: usize = 1024;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -68,6 +74,14 @@ pub struct CommonArgs {
     /// Seed for the node's random choices (default: from the OS).
     #[arg(long)]
     pub rng_seed: Option<u64>,
+    /// Authenticate every frame with HMAC-SHA256 under the key in this file (at least
+    /// 16 bytes; a final newline is ignored). Every node of the network needs the same key.
+    #[arg(long, value_name = "FILE")]
+    pub cluster_key: Option<PathBuf>,
+    /// Most open connections (accepted and dialled); connections accepted past it are
+    /// closed at once [default: 4096 for a seed, 1024 for a peer].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..).map(|v| v as usize))]
+    pub max_connections: Option<usize>,
 }
 
 impl CommonArgs {
@@ -77,6 +91,19 @@ impl CommonArgs {
     }
     pub fn rng_seed(&self) -> u64 {
         self.rng_seed.unwrap_or_else(rand::random)
+    }
+    pub fn max_connections(&self, role: Role) -> usize {
+        self.max_connections.unwrap_or(match role {
+            Role::Seed => SEED_MAX_CONNECTIONS,
+            Role::Peer => PEER_MAX_CONNECTIONS,
+        })
+    }
+    /// The cluster key, read from its file, if `--cluster-key` was given.
+    pub fn cluster_key(&self) -> Result<Option<ClusterKey>, AuthError> {
+        self.cluster_key
+            .as_deref()
+            .map(ClusterKey::read)
+            .transpose()
     }
 }
 
@@ -174,6 +201,31 @@ mod tests {
             (cfg.gossip_interval, cfg.liveness_interval, cfg.idle_timeout),
             (200, 1_000, 5_000)
         );
+    }
+
+    #[test]
+    fn the_cluster_key_flag_names_a_file_that_is_read_on_demand() {
+        let dir = tempfile::tempdir().unwrap();
+        let (good, empty) = (dir.path().join("key"), dir.path().join("empty"));
+        std::fs::write(&good, "0123456789abcdef\n").unwrap();
+        std::fs::write(&empty, "\n").unwrap();
+        let common = |path: &std::path::Path| {
+            let listen = ["gossipd", "seed", "--listen", "127.0.0.1:9000"];
+            let path = path.to_str().unwrap();
+            let cli = Cli::try_parse_from(listen.into_iter().chain(["--cluster-key", path]));
+            let Command::Seed(args) = cli.unwrap().command else {
+                panic!("not seed")
+            };
+            args.common
+        };
+        assert!(common(&good).cluster_key().unwrap().is_some());
+        let short = common(&empty).cluster_key().unwrap_err();
+        assert!(
+            matches!(short, AuthError::KeyTooShort { len: 0 }),
+            "{short}"
+        );
+        let missing = common(&dir.path().join("none")).cluster_key().unwrap_err();
+        assert!(matches!(missing, AuthError::Read { .. }), "{missing}");
     }
 
     #[test]

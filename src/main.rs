@@ -6,6 +6,7 @@ use clap::Parser as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use gossipd::auth::ClusterKey;
 use gossipd::cli::{Cli, Command, CommonArgs, PeerArgs, SeedArgs};
 use gossipd::logging::{self, NodeLog};
 use gossipd::net::{listener, Driver};
@@ -56,9 +57,10 @@ fn usage_error(e: clap::Error) -> ExitCode {
 }
 
 fn run_seed(args: &SeedArgs) -> Result<()> {
+    let key = args.common.cluster_key()?;
     let (listener, addr) = bind(args.listen)?;
     let core = Node::Seed(SeedCore::new(args.config(addr), args.common.rng_seed()));
-    serve(core, listener, Role::Seed, &args.common)
+    serve(core, listener, key, Role::Seed, &args.common)
 }
 
 fn run_peer(args: &PeerArgs) -> Result<()> {
@@ -68,13 +70,14 @@ fn run_peer(args: &PeerArgs) -> Result<()> {
             args.listen
         );
     }
+    let key = args.common.cluster_key()?;
     let seeds = gossipd::config::read_seeds(&args.config)?;
     let (listener, addr) = bind(args.listen)?;
     let core = Node::Peer(PeerCore::new(
         args.config(addr, seeds),
         args.common.rng_seed(),
     ));
-    serve(core, listener, Role::Peer, &args.common)
+    serve(core, listener, key, Role::Peer, &args.common)
 }
 
 fn bind(addr: SocketAddr) -> Result<(mio::net::TcpListener, SocketAddr)> {
@@ -89,6 +92,7 @@ fn bind(addr: SocketAddr) -> Result<(mio::net::TcpListener, SocketAddr)> {
 fn serve(
     core: Node,
     listener: mio::net::TcpListener,
+    key: Option<ClusterKey>,
     role: Role,
     common: &CommonArgs,
 ) -> Result<()> {
@@ -97,6 +101,10 @@ fn serve(
     let sink = NodeLog::open(&text, common.events.as_deref())
         .with_context(|| format!("cannot open the log file {}", text.display()))?;
     let mut driver = Driver::new(sink, common.max_frame).context("cannot create the event loop")?;
+    if let Some(key) = key {
+        driver.set_cluster_key(key);
+    }
+    driver.set_max_connections(common.max_connections(role));
     let (stop, waker) = driver.stopper();
     ctrlc::set_handler(move || {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -1,10 +1,12 @@
-//! One TCP connection in the driver: its socket, frame decoder and bounded send queue.
+//! One TCP connection in the driver: its socket, frame decoder and bounded send queues.
 //!
 //! Knows bytes and frames, not the protocol: decoded frames are handed up as messages.
 
 use mio::net::TcpStream;
 use std::io::{self, ErrorKind, Read, Write};
 
+use super::sendq::SendQueue;
+use crate::auth::ClusterKey;
 use crate::codec::FrameDecoder;
 use crate::proto::{ConnId, Disconnect, Message};
 
@@ -30,8 +32,7 @@ pub struct Conn {
     /// The remote closed or the socket erred: read to the end, no later event will come.
     pub to_end: bool,
     decoder: FrameDecoder,
-    out: Vec<u8>,
-    out_pos: usize,
+    out: SendQueue,
     /// Frames queued since the last flush: the first one puts the connection on the
     /// driver's flush list.
     queued_since_flush: u32,
@@ -47,8 +48,7 @@ impl Conn {
             unread: false,
             to_end: false,
             decoder: FrameDecoder::new(max_frame),
-            out: Vec::new(),
-            out_pos: 0,
+            out: SendQueue::default(),
             queued_since_flush: 0,
         }
     }
@@ -69,7 +69,8 @@ impl Conn {
     }
 
     /// Reads up to `budget` bytes, handing each complete message to `on_msg`, so one busy
-    /// socket cannot hold the loop. Counts read calls in `reads`.
+    /// socket cannot hold the loop. Counts read calls in `reads`. With a cluster `key`,
+    /// every frame must carry its tag, or the connection ends as a bad frame.
     ///
     /// A short read means the receive queue was empty at that instant; bytes arriving
     /// later raise a new edge-triggered event, so the read that would only say
@@ -81,6 +82,7 @@ impl Conn {
         scratch: &mut [u8],
         budget: usize,
         reads: &mut u64,
+        key: Option<&ClusterKey>,
         mut on_msg: impl FnMut(Message),
     ) -> ReadOutcome {
         let mut taken = 0;
@@ -94,7 +96,7 @@ impl Conn {
                 Ok(n) => {
                     taken += n;
                     self.decoder.extend(scratch.get(..n).unwrap_or_default());
-                    if let Err(why) = self.decode(&mut on_msg) {
+                    if let Err(why) = self.decode(key, &mut on_msg) {
                         return ReadOutcome::Ended(why);
                     }
                     if n < scratch.len() && !self.to_end {
@@ -116,17 +118,20 @@ impl Conn {
         }
     }
 
-    fn decode(&mut self, on_msg: &mut impl FnMut(Message)) -> Result<(), Disconnect> {
+    fn decode(
+        &mut self,
+        key: Option<&ClusterKey>,
+        on_msg: &mut impl FnMut(Message),
+    ) -> Result<(), Disconnect> {
         loop {
             let frame = self
                 .decoder
                 .next_frame()
                 .map_err(|e| Disconnect::BadFrame(e.to_string()))?;
-            let Some(body) = frame else {
+            let Some(payload) = frame else {
                 return Ok(());
             };
-            let msg = Message::from_frame(body).map_err(|e| Disconnect::BadFrame(bad_json(e)))?;
-            on_msg(msg);
+            on_msg(parse_payload(payload, key)?);
         }
     }
 
@@ -139,19 +144,24 @@ impl Conn {
         }
     }
 
-    /// Appends bytes already encoded as a frame (a broadcast encodes once). Err when the
-    /// queue is past its bound: the remote is not reading, and the connection must go
-    /// rather than grow without end.
-    pub fn queue_encoded(&mut self, frame: &[u8]) -> Result<(), Disconnect> {
+    /// Appends bytes already encoded as a frame (a broadcast encodes once); `control`
+    /// frames go out ahead of gossip. Err when both queues together are past their bound:
+    /// the remote is not reading, and the connection must go rather than grow without end.
+    pub fn queue_encoded(&mut self, frame: &[u8], control: bool) -> Result<(), Disconnect> {
         let limit = send_queue_limit(self.decoder.max_frame());
-        if self.out.len() - self.out_pos > limit {
+        if self.out.pending() > limit {
             return Err(Disconnect::Error(format!(
                 "send queue over {limit} bytes: remote is not reading"
             )));
         }
-        self.out.extend_from_slice(frame);
+        self.out.push(frame, control);
         self.queued_since_flush = self.queued_since_flush.saturating_add(1);
         Ok(())
+    }
+
+    /// Unsent bytes queued.
+    pub fn queued(&self) -> usize {
+        self.out.pending()
     }
 
     pub fn frames_queued_since_flush(&self) -> u32 {
@@ -159,35 +169,48 @@ impl Conn {
     }
 
     pub fn has_output(&self) -> bool {
-        self.out_pos < self.out.len()
+        self.out.pending() > 0
     }
 
-    /// Writes queued bytes until done or the socket would block. Returns write calls made.
+    /// Writes queued bytes, control first, until done or the socket would block.
+    /// Returns write calls made. An emptied queue holds no memory: thousands of
+    /// connections sit idle between bursts.
     pub fn flush(&mut self) -> Result<u64, Disconnect> {
         self.queued_since_flush = 0;
         let mut writes = 0;
-        while let Some(pending) = self.out.get(self.out_pos..).filter(|p| !p.is_empty()) {
+        loop {
+            let pending = self.out.next_bytes();
+            if pending.is_empty() {
+                return Ok(writes);
+            }
             match self.stream.write(pending) {
                 Ok(0) => return Err(Disconnect::Error("write returned 0".into())),
                 Ok(n) => {
                     writes += 1;
-                    self.out_pos += n;
+                    self.out.advance(n);
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(writes),
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => return Err(Disconnect::Error(e.to_string())),
             }
         }
-        // Thousands of connections sit idle between bursts: an empty queue holds no memory.
-        self.out = Vec::new();
-        self.out_pos = 0;
-        Ok(writes)
     }
 }
 
 /// The most a connection may hold unsent: a few maximum frames, at least 4 MiB.
 pub fn send_queue_limit(max_frame: usize) -> usize {
     (4 * max_frame).max(4 << 20)
+}
+
+/// The message in a frame's payload, its tag checked first when there is a key.
+pub fn parse_payload(payload: &[u8], key: Option<&ClusterKey>) -> Result<Message, Disconnect> {
+    let body = match key {
+        Some(k) => k
+            .open(payload)
+            .map_err(|e| Disconnect::BadFrame(e.to_string()))?,
+        None => payload,
+    };
+    Message::from_frame(body).map_err(|e| Disconnect::BadFrame(bad_json(e)))
 }
 
 fn bad_json(e: serde_json::Error) -> String {
@@ -197,4 +220,53 @@ fn bad_json(e: serde_json::Error) -> String {
         serde_json::error::Category::Io => "unreadable",
     };
     format!("{what}: {e}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{encode_frame, HEADER_LEN};
+
+    const HELLO: &[u8] = br#"{"type":"hello","addr":"127.0.0.1:9001"}"#;
+
+    fn key(b: u8) -> ClusterKey {
+        ClusterKey::from_bytes(&[b; 32]).unwrap()
+    }
+
+    /// The payload (what follows the length prefix) of `body` sealed with `k`.
+    fn sealed_payload(k: &ClusterKey, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_frame(body, 1 << 20, &mut out).unwrap();
+        k.seal(&mut out, 0);
+        out.split_off(HEADER_LEN)
+    }
+
+    #[test]
+    fn a_sealed_payload_parses_with_the_key() {
+        let k = key(1);
+        let msg = parse_payload(&sealed_payload(&k, HELLO), Some(&k)).unwrap();
+        assert!(matches!(msg, Message::Hello { .. }), "{msg:?}");
+    }
+
+    #[test]
+    fn a_keyed_receiver_refuses_a_plain_or_foreign_payload_as_a_bad_frame() {
+        let k = key(1);
+        for payload in [
+            HELLO.to_vec(),
+            sealed_payload(&key(2), HELLO),
+            vec![b'{'; 3],
+        ] {
+            let err = parse_payload(&payload, Some(&k)).unwrap_err();
+            assert!(matches!(err, Disconnect::BadFrame(_)), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_receiver_without_a_key_refuses_a_sealed_payload() {
+        let err = parse_payload(&sealed_payload(&key(1), HELLO), None).unwrap_err();
+        assert!(
+            matches!(&err, Disconnect::BadFrame(r) if r.contains("not JSON")),
+            "{err}"
+        );
+    }
 }

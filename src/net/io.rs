@@ -6,17 +6,13 @@
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 use std::collections::HashMap;
-use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::conn::{Conn, ReadOutcome};
 use super::{Driver, Entry, NodeState, Sink};
 use crate::codec::encode_json;
-use crate::proto::{Action, ConnId, Disconnect, Message, Millis};
-
-/// At most one warning about failed accepts this often.
-const ACCEPT_WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+use crate::proto::{Action, ConnId, Disconnect, Event, Message, Millis};
 
 impl<S: Sink> Driver<S> {
     pub(super) fn ready(&mut self, key: usize, readable: bool, writable: bool, to_end: bool) {
@@ -36,36 +32,10 @@ impl<S: Sink> Driver<S> {
         }
     }
 
-    fn accept_all(&mut self, key: usize, node: usize) {
-        loop {
-            let Some(Entry::Listener { listener, .. }) = self.entries.get(key) else {
-                return;
-            };
-            match listener.accept() {
-                Ok((stream, remote)) => self.adopt(node, stream, remote),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return self.accept_failed(e),
-            }
-        }
-    }
-
-    /// Out of file descriptors, typically: worth one line, not one per attempt.
-    fn accept_failed(&mut self, e: std::io::Error) {
-        self.accept_errors += 1;
-        if self
-            .accept_warned
-            .is_none_or(|t| t.elapsed() >= ACCEPT_WARN_EVERY)
-        {
-            let n = std::mem::take(&mut self.accept_errors);
-            log::warn!("accept failed: {e} ({n} failures since the last warning)");
-            self.accept_warned = Some(std::time::Instant::now());
-        }
-    }
-
     /// Registers an accepted connection and tells its node.
-    fn adopt(&mut self, node: usize, mut stream: TcpStream, remote: SocketAddr) {
+    pub(super) fn adopt(&mut self, node: usize, mut stream: TcpStream, remote: SocketAddr) {
         let now = self.now();
+        let max_payload = self.max_payload();
         let _ = stream.set_nodelay(true);
         let entry = self.entries.vacant_entry();
         let key = entry.key();
@@ -83,7 +53,7 @@ impl<S: Sink> Driver<S> {
         };
         let id = h.core.accept(remote, now);
         h.conns.insert(id, key);
-        let conn = Conn::new(node, id, stream, self.max_frame);
+        let conn = Conn::new(node, id, stream, max_payload);
         entry.insert(Entry::Conn(Box::new(conn)));
         self.stats.connections_opened += 1;
         self.drain(node);
@@ -132,7 +102,10 @@ impl<S: Sink> Driver<S> {
         let budget = self.scratch.len();
         let mut inbox = std::mem::take(&mut self.inbox);
         let reads = &mut self.stats.read_calls;
-        let outcome = c.read(&mut self.scratch, budget, reads, |msg| inbox.push(msg));
+        let auth = self.key.as_ref();
+        let outcome = c.read(&mut self.scratch, budget, reads, auth, |msg| {
+            inbox.push(msg)
+        });
         c.release_idle_buffer();
         self.stats.frames_received += inbox.len() as u64;
         // One message at a time, each one's actions carried out before the next: a core
@@ -203,16 +176,20 @@ impl<S: Sink> Driver<S> {
             Action::SetTimer { at, timer } => {
                 self.wheel.insert(at, (node, timer));
             }
-            Action::Log(event) => {
-                if let Some(h) = self.nodes.get(node) {
-                    let (addr, role) = (h.core.addr(), h.core.role());
-                    self.sink.event(self.clock.now(), node, addr, role, &event);
-                }
-            }
+            Action::Log(event) => self.log(node, &event),
+        }
+    }
+
+    /// Hands one of a node's events to the sink.
+    pub(super) fn log(&mut self, node: usize, event: &Event) {
+        if let Some(h) = self.nodes.get(node) {
+            let (addr, role) = (h.core.addr(), h.core.role());
+            self.sink.event(self.clock.now(), node, addr, role, event);
         }
     }
 
     fn connect(&mut self, node: usize, id: ConnId, addr: SocketAddr) {
+        let max_payload = self.max_payload();
         let registered = TcpStream::connect(addr).and_then(|mut stream| {
             let _ = stream.set_nodelay(true);
             let entry = self.entries.vacant_entry();
@@ -221,7 +198,7 @@ impl<S: Sink> Driver<S> {
             self.poll
                 .registry()
                 .register(&mut stream, Token(key), interest)?;
-            let mut c = Conn::new(node, id, stream, self.max_frame);
+            let mut c = Conn::new(node, id, stream, max_payload);
             c.connecting = true;
             entry.insert(Entry::Conn(Box::new(c)));
             Ok(key)
@@ -260,7 +237,9 @@ impl<S: Sink> Driver<S> {
             .as_ref()
             .map(|(_, b)| b.as_slice())
             .unwrap_or_default();
-        match c.queue_encoded(frame) {
+        // Liveness, dead-node reports and the like must not wait behind forwarded gossip.
+        let control = !matches!(*msg, Message::Gossip(_));
+        match c.queue_encoded(frame, control) {
             Ok(()) => {
                 self.stats.frames_sent += 1;
                 self.stats.bytes_sent += frame.len() as u64;
@@ -269,7 +248,14 @@ impl<S: Sink> Driver<S> {
                     self.dirty.push(key);
                 }
             }
-            Err(why) => self.drop_conn(key, why),
+            Err(why) => {
+                let remote = c.stream.peer_addr().ok();
+                let queued = c.queued();
+                if let Some(remote) = remote {
+                    self.log(node, &Event::SendQueueFull { remote, queued });
+                }
+                self.drop_conn(key, why);
+            }
         }
     }
 
@@ -286,6 +272,9 @@ impl<S: Sink> Driver<S> {
         buf.clear();
         match encode_json(msg.as_ref(), self.max_frame, &mut buf) {
             Ok(()) => {
+                if let Some(k) = &self.key {
+                    k.seal(&mut buf, 0);
+                }
                 self.encoded = Some((Arc::clone(msg), buf));
                 true
             }

@@ -7,10 +7,12 @@
 //! flushes every connection written to, so one busy socket cannot starve the others'
 //! liveness replies.
 
+pub mod accept;
 pub mod conn;
 mod fail;
 mod io;
 pub mod listener;
+pub mod sendq;
 
 use mio::event::Source;
 use mio::net::TcpListener;
@@ -24,6 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::auth::{ClusterKey, TAG_LEN};
 use crate::proto::{ConnId, Event, Message, Millis, Node, Role, Timer};
 use crate::wheel::TimerWheel;
 use conn::Conn;
@@ -75,6 +78,9 @@ pub struct NetStats {
     pub frames_received: u64,
     pub read_calls: u64,
     pub connections_opened: u64,
+    /// Accepted connections closed at once because their node was at its cap.
+    #[serde(default)]
+    pub connections_refused: u64,
     /// Loop turns, and those that left some connection's input for the next turn.
     pub turns: u64,
     pub turns_over_budget: u64,
@@ -93,6 +99,7 @@ impl NetStats {
         self.frames_received += o.frames_received;
         self.read_calls += o.read_calls;
         self.connections_opened += o.connections_opened;
+        self.connections_refused += o.connections_refused;
         self.turns += o.turns;
         self.turns_over_budget += o.turns_over_budget;
         self.busy_ms += o.busy_ms;
@@ -111,6 +118,7 @@ struct Hosted {
     conns: HashMap<ConnId, usize>,
     listener: usize,
     state: NodeState,
+    refusals: accept::Refusals,
 }
 
 /// A connection with input left for the next turn: (slab key, node, conn).
@@ -151,8 +159,14 @@ pub struct Driver<S: Sink> {
     pub stats: NetStats,
     busy_us: u64,
     last_flush: Instant,
-    accept_errors: u64,
-    accept_warned: Option<Instant>,
+    /// Most connections a node may have; accepts past it are closed at once.
+    max_connections: usize,
+    /// Nodes with refusals not yet reported.
+    refusing: Vec<usize>,
+    /// Listeners resting after accept ran out of resources.
+    paused: Vec<accept::Paused>,
+    /// With a cluster key every frame sent is sealed and every frame read must open.
+    key: Option<ClusterKey>,
 }
 
 impl<S: Sink> Driver<S> {
@@ -178,9 +192,30 @@ impl<S: Sink> Driver<S> {
             stats: NetStats::default(),
             busy_us: 0,
             last_flush: Instant::now(),
-            accept_errors: 0,
-            accept_warned: None,
+            max_connections: usize::MAX,
+            refusing: Vec::new(),
+            paused: Vec::new(),
+            key: None,
         })
+    }
+
+    /// Authenticates every frame with `key` from now on (set before adding nodes).
+    pub fn set_cluster_key(&mut self, key: ClusterKey) {
+        self.key = Some(key);
+    }
+
+    /// Caps each hosted node's connections (accepted and dialled) at `max`: connections
+    /// accepted past it are closed at once, and counted in one warning a second.
+    pub fn set_max_connections(&mut self, max: usize) {
+        self.max_connections = max;
+    }
+
+    /// The largest payload a connection accepts: a body of `max_frame` and its tag.
+    fn max_payload(&self) -> usize {
+        match self.key {
+            Some(_) => self.max_frame.saturating_add(TAG_LEN),
+            None => self.max_frame,
+        }
     }
 
     /// A handle that stops the loop from a signal handler: set the flag, then wake.
@@ -226,6 +261,7 @@ impl<S: Sink> Driver<S> {
             conns: HashMap::new(),
             listener: key,
             state: NodeState::Live,
+            refusals: accept::Refusals::default(),
         });
         let now = self.now();
         self.core(node, |core| core.start(now));
@@ -275,6 +311,7 @@ impl<S: Sink> Driver<S> {
             self.event(ev, end);
         }
         self.fire_timers();
+        self.accept_limits_due();
         if idle || self.last_flush.elapsed() >= FLUSH_MAX {
             self.flush_dirty();
         }
@@ -367,6 +404,13 @@ impl<S: Sink> Driver<S> {
             .wheel
             .next_deadline()
             .map(|d| Duration::from_millis(d.saturating_sub(now)));
+        let to_limit = self
+            .accept_limits_deadline()
+            .map(|t| t.saturating_duration_since(Instant::now()));
+        let to_deadline = match (to_deadline, to_limit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         match (to_deadline, max_wait) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -1,26 +1,34 @@
-//! The driver with real sockets on 127.0.0.1: failing a node on purpose, and the read
-//! budget that keeps one busy connection from holding a turn.
+//! The driver with real sockets on 127.0.0.1: failing a node on purpose, the read
+//! budget that keeps one busy connection from holding a turn, and cluster-key framing.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use super::{listener, Driver, NodeState, Sink};
-use crate::codec::{encode_json, DEFAULT_MAX_FRAME};
+use crate::auth::ClusterKey;
+use crate::codec::{encode_json, DEFAULT_MAX_FRAME, HEADER_LEN};
 use crate::proto::{Event, Message, Millis, Node, Role, SeedConfig, SeedCore};
 
-/// Counts what the hosted nodes log.
+/// The names of the events the hosted nodes log.
 #[derive(Default)]
-struct Count(usize);
+struct Count(Vec<&'static str>);
 
 impl Sink for Count {
-    fn event(&mut self, _: Millis, _: usize, _: SocketAddr, _: Role, _: &Event) {
-        self.0 += 1;
+    fn event(&mut self, _: Millis, _: usize, _: SocketAddr, _: Role, e: &Event) {
+        self.0.push(e.name());
     }
 }
 
 fn seed_driver() -> (Driver<Count>, SocketAddr) {
+    seed_driver_with(None)
+}
+
+fn seed_driver_with(key: Option<ClusterKey>) -> (Driver<Count>, SocketAddr) {
     let mut d = Driver::new(Count::default(), DEFAULT_MAX_FRAME).unwrap();
+    if let Some(key) = key {
+        d.set_cluster_key(key);
+    }
     let l = listener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
     let addr = l.local_addr().unwrap();
     d.add(Node::Seed(SeedCore::new(SeedConfig::new(addr), 1)), l)
@@ -120,4 +128,84 @@ fn a_busy_connection_is_read_a_budget_at_a_time_and_fully_answered() {
     assert!(d.stats.turns_over_budget > 0);
     assert_eq!(d.stats.frames_sent, frames as u64, "every request answered");
     drop(writer.join());
+}
+
+fn cluster_key(b: u8) -> ClusterKey {
+    ClusterKey::from_bytes(&[b; 32]).unwrap()
+}
+
+fn sealed(key: &ClusterKey, plain: Vec<u8>) -> Vec<u8> {
+    let mut out = plain;
+    key.seal(&mut out, 0);
+    out
+}
+
+/// Reads one frame from a blocking client socket: its length prefix and payload.
+fn read_payload(client: &mut TcpStream) -> (u32, Vec<u8>) {
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut header = [0; HEADER_LEN];
+    client.read_exact(&mut header).unwrap();
+    let len = u32::from_be_bytes(header);
+    let mut payload = vec![0; len as usize];
+    client.read_exact(&mut payload).unwrap();
+    (len, payload)
+}
+
+#[test]
+fn a_keyed_node_answers_a_sealed_request_with_a_sealed_reply() {
+    let key = cluster_key(7);
+    let (mut d, addr) = seed_driver_with(Some(key.clone()));
+    let mut client = TcpStream::connect(addr).unwrap();
+    client
+        .write_all(&sealed(&key, liveness_requests(1)))
+        .unwrap();
+    assert!(turn_until(&mut d, |d| d.stats.write_calls > 0), "no reply");
+    let (len, payload) = read_payload(&mut client);
+    assert_eq!(len as usize, payload.len());
+    let body = key.open(&payload).expect("the reply carries a good tag");
+    let reply = Message::from_frame(body).unwrap();
+    assert!(
+        matches!(reply, Message::LivenessReply { ts: 1, .. }),
+        "{reply:?}"
+    );
+    assert!(
+        cluster_key(8).open(&payload).is_err(),
+        "another key opens it"
+    );
+    assert!(d.sink.0.iter().all(|&e| e != "bad_frame"), "{:?}", d.sink.0);
+}
+
+#[test]
+fn a_keyed_node_closes_connections_whose_frames_are_untagged_or_tagged_with_another_key() {
+    let (mut d, addr) = seed_driver_with(Some(cluster_key(7)));
+    let mut plain = TcpStream::connect(addr).unwrap();
+    plain.write_all(&liveness_requests(1)).unwrap();
+    let mut other = TcpStream::connect(addr).unwrap();
+    other
+        .write_all(&sealed(&cluster_key(9), liveness_requests(1)))
+        .unwrap();
+    let bad = |d: &Driver<Count>| d.sink.0.iter().filter(|&&e| e == "bad_frame").count();
+    assert!(turn_until(&mut d, |d| bad(d) == 2), "{:?}", d.sink.0);
+    assert!(turn_until(&mut d, |d| d.socket_count() == 1));
+    for mut s in [plain, other] {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        assert_eq!(s.read(&mut [0; 64]).unwrap(), 0, "answered or left open");
+    }
+    assert_eq!(d.stats.frames_received, 0);
+    assert_eq!(d.stats.frames_sent, 0);
+}
+
+#[test]
+fn without_a_key_frames_are_sent_exactly_as_before() {
+    let (mut d, addr) = seed_driver();
+    let mut client = TcpStream::connect(addr).unwrap();
+    client.write_all(&liveness_requests(1)).unwrap();
+    assert!(turn_until(&mut d, |d| d.stats.write_calls > 0), "no reply");
+    let (_, payload) = read_payload(&mut client);
+    let reply = Message::from_frame(&payload).expect("a plain JSON body, no tag");
+    let mut expected = Vec::new();
+    encode_json(&reply, DEFAULT_MAX_FRAME, &mut expected).unwrap();
+    assert_eq!(expected.get(HEADER_LEN..), Some(payload.as_slice()));
 }

@@ -97,6 +97,26 @@ pub enum Event {
         remote: SocketAddr,
         reason: String,
     },
+    // Both roles, from the shell rather than the core.
+    /// Connections accepted past `--max-connections` and closed at once (one event a
+    /// second at most, with the count since the last one).
+    ConnectionsRefused {
+        count: u64,
+        max: usize,
+    },
+    /// accept() failed for want of resources (file descriptors): accepting rests.
+    AcceptPaused {
+        error: String,
+    },
+    /// Accepting works again after a pause.
+    AcceptResumed {
+        paused_ms: u64,
+    },
+    /// A connection whose remote stopped reading, closed with this many bytes unsent.
+    SendQueueFull {
+        remote: SocketAddr,
+        queued: usize,
+    },
 }
 
 impl Event {
@@ -120,6 +140,10 @@ impl Event {
             Event::LivenessMiss { .. } => "liveness_miss",
             Event::DeadNodeReported { .. } => "dead_node_reported",
             Event::BadFrame { .. } => "bad_frame",
+            Event::ConnectionsRefused { .. } => "connections_refused",
+            Event::AcceptPaused { .. } => "accept_paused",
+            Event::AcceptResumed { .. } => "accept_resumed",
+            Event::SendQueueFull { .. } => "send_queue_full",
         }
     }
 
@@ -130,7 +154,10 @@ impl Event {
             | Event::DeadNodeRefuted { .. }
             | Event::ConnectFailed { .. }
             | Event::LivenessMiss { .. }
-            | Event::BadFrame { .. } => Severity::Warn,
+            | Event::BadFrame { .. }
+            | Event::ConnectionsRefused { .. }
+            | Event::AcceptPaused { .. }
+            | Event::SendQueueFull { .. } => Severity::Warn,
             _ => Severity::Info,
         }
     }
@@ -176,6 +203,18 @@ impl Event {
             Event::DeadNodeReported { addr } => format!("Dead Node:{addr}:{now}:{node}"),
             Event::BadFrame { remote, reason } => {
                 format!("Protocol error from {remote}, connection closed: {reason}")
+            }
+            Event::ConnectionsRefused { count, max } => {
+                format!("Connection limit of {max} reached: closed {count} new connections")
+            }
+            Event::AcceptPaused { error } => {
+                format!("Cannot accept connections ({error}): accepting paused")
+            }
+            Event::AcceptResumed { paused_ms } => {
+                format!("Accepting connections again after {paused_ms} ms")
+            }
+            Event::SendQueueFull { remote, queued } => {
+                format!("{remote} is not reading: connection closed with {queued} bytes unsent")
             }
         }
     }

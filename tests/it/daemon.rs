@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 /// How long any condition may take. Generous: tests share two cores with each other.
-const WAIT: Duration = Duration::from_secs(30);
+pub(crate) const WAIT: Duration = Duration::from_secs(30);
 /// Short liveness settings, so a dead node is noticed within about a second.
-const LIVENESS: [&str; 4] = ["--liveness-interval", "300ms", "--liveness-misses", "3"];
+pub(crate) const LIVENESS: [&str; 4] = ["--liveness-interval", "300ms", "--liveness-misses", "3"];
 
 /// Ports handed out in this test binary, so parallel tests never pick the same one.
 static TAKEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
@@ -25,7 +25,7 @@ static TAKEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 /// A port that was free a moment ago. Racy: between dropping the probe listener and the
 /// daemon's bind, another process (or a daemon's outgoing connect) may take it. `TAKEN`
 /// only rules out collisions between the tests of this binary.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     loop {
         let probe = TcpListener::bind("127.0.0.1:0").expect("bind a probe listener");
         let port = probe.local_addr().expect("probe address").port();
@@ -60,7 +60,7 @@ pub(crate) fn read_events(path: &Path) -> Vec<Value> {
 }
 
 /// Temp paths are ASCII here; as `&str` they mix with the other flags.
-fn utf8(path: &Path) -> &str {
+pub(crate) fn utf8(path: &Path) -> &str {
     path.to_str().expect("utf-8 temp path")
 }
 
@@ -74,28 +74,28 @@ fn tail(path: &Path, n: usize) -> String {
 
 /// One daemon this test started. Killed (SIGKILL) and reaped on drop, so a failing test
 /// leaves no process behind.
-struct Proc {
-    child: Child,
-    addr: String,
-    events: PathBuf,
-    log: PathBuf,
+pub(crate) struct Proc {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
+    pub(crate) events: PathBuf,
+    pub(crate) log: PathBuf,
     stderr: PathBuf,
 }
 
 impl Proc {
-    fn named(&self, event: &str) -> Vec<Value> {
+    pub(crate) fn named(&self, event: &str) -> Vec<Value> {
         let mut all = read_events(&self.events);
         all.retain(|e| e["event"] == event);
         all
     }
 
     /// Whether an `event` record has `field` equal to `value`.
-    fn has(&self, event: &str, field: &str, value: &str) -> bool {
+    pub(crate) fn has(&self, event: &str, field: &str, value: &str) -> bool {
         self.named(event).iter().any(|e| e[field] == value)
     }
 
     /// The reasons of `bad_frame` records naming `remote`.
-    fn bad_frames(&self, remote: &str) -> Vec<String> {
+    pub(crate) fn bad_frames(&self, remote: &str) -> Vec<String> {
         let mut bad = self.named("bad_frame");
         bad.retain(|e| e["remote"] == remote);
         let reasons = bad.iter().filter_map(|e| e["reason"].as_str());
@@ -103,17 +103,17 @@ impl Proc {
     }
 
     /// Waits until `cond` holds; panics with `what` and this node's log tail if it never does.
-    fn wait_for(&self, what: &str, cond: impl FnMut() -> bool) {
+    pub(crate) fn wait_for(&self, what: &str, cond: impl FnMut() -> bool) {
         if !wait_until(WAIT, cond) {
             panic!("{} {what}\n{}", self.addr, self.tail());
         }
     }
 
-    fn tail(&self) -> String {
+    pub(crate) fn tail(&self) -> String {
         format!("{}\n{}", tail(&self.log, 20), tail(&self.stderr, 5))
     }
 
-    fn running(&mut self) -> bool {
+    pub(crate) fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 
@@ -141,30 +141,48 @@ impl Drop for Proc {
 }
 
 /// A test's network: its temp dir (logs, events, stderr, config) and its seeds.
-struct Net {
-    dir: TempDir,
-    seeds: Vec<String>,
+pub(crate) struct Net {
+    pub(crate) dir: TempDir,
+    pub(crate) seeds: Vec<String>,
 }
 
 impl Net {
-    fn new() -> Net {
+    pub(crate) fn new() -> Net {
         let dir = tempfile::tempdir().expect("temp dir");
         Net { dir, seeds: vec![] }
     }
 
-    fn config(&self) -> PathBuf {
+    pub(crate) fn config(&self) -> PathBuf {
         self.dir.path().join("config.txt")
     }
 
     /// Starts a daemon on `port`; its output goes to files in the temp dir.
-    fn spawn(&self, role: &str, port: u16, args: &[&str]) -> Proc {
+    pub(crate) fn spawn(&self, role: &str, port: u16, args: &[&str]) -> Proc {
+        self.spawn_under(&[], role, port, args)
+    }
+
+    /// Starts a daemon as [`Net::spawn`] does, as the command run by `wrapper` (for
+    /// example `prlimit --nofile=...`) unless `wrapper` is empty.
+    pub(crate) fn spawn_under(
+        &self,
+        wrapper: &[&str],
+        role: &str,
+        port: u16,
+        args: &[&str],
+    ) -> Proc {
         let addr = format!("127.0.0.1:{port}");
         let name = format!("{role}-127.0.0.1-{port}");
         let (dir, logs) = (self.dir.path(), self.dir.path().join("logs"));
         let events = dir.join(format!("{name}.jsonl"));
         let stderr = dir.join(format!("{name}.stderr"));
         let files = ["--log-dir", utf8(&logs), "--events", utf8(&events)];
-        let child = Command::new(env!("CARGO_BIN_EXE_gossipd"))
+        let bin = env!("CARGO_BIN_EXE_gossipd");
+        let (program, before) = match wrapper.split_first() {
+            Some((w, rest)) => (*w, rest.iter().copied().chain([bin]).collect()),
+            None => (bin, vec![]),
+        };
+        let child = Command::new(program)
+            .args(before)
             .args([role, "--listen", &addr])
             .args(files)
             .args(args)
@@ -185,15 +203,21 @@ impl Net {
 
     /// Starts a seed, adds it to the config file, and waits until it listens (its log
     /// file is opened right after the bind).
-    fn seed(&mut self) -> Proc {
-        let seed = self.spawn("seed", free_port(), &LIVENESS);
+    pub(crate) fn seed(&mut self) -> Proc {
+        self.seed_with(&[])
+    }
+
+    /// A seed with more flags than [`LIVENESS`].
+    pub(crate) fn seed_with(&mut self, args: &[&str]) -> Proc {
+        let all: Vec<&str> = LIVENESS.iter().chain(args).copied().collect();
+        let seed = self.spawn("seed", free_port(), &all);
         self.seeds.push(seed.addr.clone());
         fs::write(self.config(), self.seeds.join("\n") + "\n").expect("write config");
         seed.wait_for("never listened", || seed.log.exists());
         seed
     }
 
-    fn peer(&self, args: &[&str]) -> Proc {
+    pub(crate) fn peer(&self, args: &[&str]) -> Proc {
         let config = self.config();
         let mut all = vec!["--config", utf8(&config)];
         all.extend(LIVENESS);
@@ -202,7 +226,7 @@ impl Net {
     }
 
     /// Runs a daemon expected to exit by itself: its status and its stderr.
-    fn exit_of(&self, role: &str, port: u16, args: &[&str]) -> (ExitStatus, String) {
+    pub(crate) fn exit_of(&self, role: &str, port: u16, args: &[&str]) -> (ExitStatus, String) {
         let mut p = self.spawn(role, port, args);
         let status = p.wait_exit();
         (status, fs::read_to_string(&p.stderr).unwrap_or_default())
@@ -210,7 +234,7 @@ impl Net {
 }
 
 /// A peer that has its peer lists from every seed of `net`.
-fn registered_peer(net: &Net, args: &[&str]) -> Proc {
+pub(crate) fn registered_peer(net: &Net, args: &[&str]) -> Proc {
     let peer = net.peer(args);
     let answered = |seed: &String| peer.has("peer_list_received", "from", seed);
     peer.wait_for("lacks a seed's peer list", || {
@@ -219,7 +243,7 @@ fn registered_peer(net: &Net, args: &[&str]) -> Proc {
     peer
 }
 
-fn frame(body: &[u8]) -> Vec<u8> {
+pub(crate) fn frame(body: &[u8]) -> Vec<u8> {
     let len = u32::try_from(body.len()).expect("small body");
     [&len.to_be_bytes()[..], body].concat()
 }
@@ -235,7 +259,7 @@ fn read_frame(s: &mut TcpStream) -> io::Result<Value> {
 }
 
 /// True once the remote has closed `s` (end of stream or reset), false on data or timeout.
-fn closed_by_remote(s: &mut TcpStream) -> bool {
+pub(crate) fn closed_by_remote(s: &mut TcpStream) -> bool {
     s.set_read_timeout(Some(WAIT)).expect("read timeout");
     match s.read(&mut [0; 64]) {
         Ok(n) => n == 0,
@@ -245,7 +269,7 @@ fn closed_by_remote(s: &mut TcpStream) -> bool {
 
 /// The peer logs exactly one `bad_frame` for the connection from `s`, with a reason
 /// containing `reason`, and closes that connection.
-fn assert_one_bad_frame(peer: &Proc, s: &mut TcpStream, reason: &str) {
+pub(crate) fn assert_one_bad_frame(peer: &Proc, s: &mut TcpStream, reason: &str) {
     let remote = s.local_addr().expect("local address").to_string();
     peer.wait_for(&format!("logged no bad_frame from {remote}"), || {
         !peer.bad_frames(&remote).is_empty()
@@ -258,7 +282,7 @@ fn assert_one_bad_frame(peer: &Proc, s: &mut TcpStream, reason: &str) {
 
 /// Says hello as a new neighbour would and expects the peer's own hello back; the peer
 /// process must still be running.
-fn assert_peer_still_answers(peer: &mut Proc) {
+pub(crate) fn assert_peer_still_answers(peer: &mut Proc) {
     let mut s = TcpStream::connect(&peer.addr).expect("connect to the peer");
     let hello = json!({"type": "hello", "addr": format!("127.0.0.1:{}", free_port())});
     let hello = frame(hello.to_string().as_bytes());
@@ -269,7 +293,7 @@ fn assert_peer_still_answers(peer: &mut Proc) {
 }
 
 /// (origin, seq) -> how many `gossip_received` records the peer logged for it.
-fn receipts(p: &Proc) -> BTreeMap<(String, u64), usize> {
+pub(crate) fn receipts(p: &Proc) -> BTreeMap<(String, u64), usize> {
     let mut n = BTreeMap::new();
     for e in p.named("gossip_received") {
         let origin = e["origin"].as_str().unwrap_or_default().to_owned();
@@ -280,7 +304,7 @@ fn receipts(p: &Proc) -> BTreeMap<(String, u64), usize> {
 }
 
 /// Every (origin, seq) that `me` should receive: `messages` from each other peer.
-fn expected(me: &Proc, peers: &[Proc], messages: u64) -> BTreeSet<(String, u64)> {
+pub(crate) fn expected(me: &Proc, peers: &[Proc], messages: u64) -> BTreeSet<(String, u64)> {
     let others = peers.iter().filter(|p| p.addr != me.addr);
     others
         .flat_map(|p| (1..=messages).map(|seq| (p.addr.clone(), seq)))
@@ -288,7 +312,7 @@ fn expected(me: &Proc, peers: &[Proc], messages: u64) -> BTreeSet<(String, u64)>
 }
 
 /// Who lacks what, and when it got its first neighbour (a late start loses messages).
-fn delivery_report(peers: &[Proc], messages: u64) -> String {
+pub(crate) fn delivery_report(peers: &[Proc], messages: u64) -> String {
     let mut report = String::new();
     for p in peers {
         let got = receipts(p);
@@ -393,7 +417,7 @@ fn a_connection_closed_in_the_middle_of_a_frame_is_logged_and_the_peer_keeps_run
     assert_peer_still_answers(&mut peer);
 }
 
-fn assert_one_line_error(stderr: &str) {
+pub(crate) fn assert_one_line_error(stderr: &str) {
     assert!(stderr.starts_with("gossipd: error: "), "{stderr}");
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
 }
