@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 /// How long any condition may take. Generous: tests share two cores with each other.
-const WAIT: Duration = Duration::from_secs(30);
+pub(crate) const WAIT: Duration = Duration::from_secs(30);
 /// Short liveness settings, so a dead node is noticed within about a second.
 const LIVENESS: [&str; 4] = ["--liveness-interval", "300ms", "--liveness-misses", "3"];
 
@@ -25,7 +25,7 @@ static TAKEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 /// A port that was free a moment ago. Racy: between dropping the probe listener and the
 /// daemon's bind, another process (or a daemon's outgoing connect) may take it. `TAKEN`
 /// only rules out collisions between the tests of this binary.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     loop {
         let probe = TcpListener::bind("127.0.0.1:0").expect("bind a probe listener");
         let port = probe.local_addr().expect("probe address").port();
@@ -74,28 +74,28 @@ fn tail(path: &Path, n: usize) -> String {
 
 /// One daemon this test started. Killed (SIGKILL) and reaped on drop, so a failing test
 /// leaves no process behind.
-struct Proc {
+pub(crate) struct Proc {
     child: Child,
-    addr: String,
+    pub(crate) addr: String,
     events: PathBuf,
-    log: PathBuf,
+    pub(crate) log: PathBuf,
     stderr: PathBuf,
 }
 
 impl Proc {
-    fn named(&self, event: &str) -> Vec<Value> {
+    pub(crate) fn named(&self, event: &str) -> Vec<Value> {
         let mut all = read_events(&self.events);
         all.retain(|e| e["event"] == event);
         all
     }
 
     /// Whether an `event` record has `field` equal to `value`.
-    fn has(&self, event: &str, field: &str, value: &str) -> bool {
+    pub(crate) fn has(&self, event: &str, field: &str, value: &str) -> bool {
         self.named(event).iter().any(|e| e[field] == value)
     }
 
     /// The reasons of `bad_frame` records naming `remote`.
-    fn bad_frames(&self, remote: &str) -> Vec<String> {
+    pub(crate) fn bad_frames(&self, remote: &str) -> Vec<String> {
         let mut bad = self.named("bad_frame");
         bad.retain(|e| e["remote"] == remote);
         let reasons = bad.iter().filter_map(|e| e["reason"].as_str());
@@ -103,17 +103,17 @@ impl Proc {
     }
 
     /// Waits until `cond` holds; panics with `what` and this node's log tail if it never does.
-    fn wait_for(&self, what: &str, cond: impl FnMut() -> bool) {
+    pub(crate) fn wait_for(&self, what: &str, cond: impl FnMut() -> bool) {
         if !wait_until(WAIT, cond) {
             panic!("{} {what}\n{}", self.addr, self.tail());
         }
     }
 
-    fn tail(&self) -> String {
+    pub(crate) fn tail(&self) -> String {
         format!("{}\n{}", tail(&self.log, 20), tail(&self.stderr, 5))
     }
 
-    fn running(&mut self) -> bool {
+    pub(crate) fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 
@@ -141,13 +141,13 @@ impl Drop for Proc {
 }
 
 /// A test's network: its temp dir (logs, events, stderr, config) and its seeds.
-struct Net {
+pub(crate) struct Net {
     dir: TempDir,
     seeds: Vec<String>,
 }
 
 impl Net {
-    fn new() -> Net {
+    pub(crate) fn new() -> Net {
         let dir = tempfile::tempdir().expect("temp dir");
         Net { dir, seeds: vec![] }
     }
@@ -186,14 +186,19 @@ impl Net {
     /// Starts a seed, adds it to the config file, and waits until it listens (its log
     /// file is opened right after the bind).
     fn seed(&mut self) -> Proc {
-        let seed = self.spawn("seed", free_port(), &LIVENESS);
+        self.seed_with(&[])
+    }
+
+    /// As [`Net::seed`], with flags added after the liveness settings.
+    pub(crate) fn seed_with(&mut self, args: &[&str]) -> Proc {
+        let seed = self.spawn("seed", free_port(), &[&LIVENESS[..], args].concat());
         self.seeds.push(seed.addr.clone());
         fs::write(self.config(), self.seeds.join("\n") + "\n").expect("write config");
         seed.wait_for("never listened", || seed.log.exists());
         seed
     }
 
-    fn peer(&self, args: &[&str]) -> Proc {
+    pub(crate) fn peer(&self, args: &[&str]) -> Proc {
         let config = self.config();
         let mut all = vec!["--config", utf8(&config)];
         all.extend(LIVENESS);
@@ -210,7 +215,7 @@ impl Net {
 }
 
 /// A peer that has its peer lists from every seed of `net`.
-fn registered_peer(net: &Net, args: &[&str]) -> Proc {
+pub(crate) fn registered_peer(net: &Net, args: &[&str]) -> Proc {
     let peer = net.peer(args);
     let answered = |seed: &String| peer.has("peer_list_received", "from", seed);
     peer.wait_for("lacks a seed's peer list", || {
@@ -219,12 +224,12 @@ fn registered_peer(net: &Net, args: &[&str]) -> Proc {
     peer
 }
 
-fn frame(body: &[u8]) -> Vec<u8> {
+pub(crate) fn frame(body: &[u8]) -> Vec<u8> {
     let len = u32::try_from(body.len()).expect("small body");
     [&len.to_be_bytes()[..], body].concat()
 }
 
-fn read_frame(s: &mut TcpStream) -> io::Result<Value> {
+pub(crate) fn read_frame(s: &mut TcpStream) -> io::Result<Value> {
     s.set_read_timeout(Some(WAIT))?;
     let mut len = [0; 4];
     s.read_exact(&mut len)?;
