@@ -217,6 +217,21 @@ impl PeerCore {
             .map(|(a, _)| *a)
     }
 
+    /// How many connections, neighbours (and of them with an open connection),
+    /// candidates and seen-cache origins the core holds: what a remote can make it grow.
+    #[cfg(test)]
+    pub(crate) fn footprint(&self) -> [usize; 5] {
+        let live = self.connected_neighbors().count();
+        let (conns, neighbors) = (self.conns.len(), self.neighbors.len());
+        [
+            conns,
+            neighbors,
+            live,
+            self.candidates.len(),
+            self.seen.len(),
+        ]
+    }
+
     /// Seeds that have this peer on their list.
     pub fn registered_seeds(&self) -> impl Iterator<Item = SocketAddr> + '_ {
         self.seeds
