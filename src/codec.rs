@@ -99,6 +99,12 @@ impl FrameDecoder {
         self.buf.len() - self.pos
     }
 
+    /// Bytes the buffer has reserved, for tests that bound the decoder's memory.
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// Bytes still missing from the current frame once `incoming` is appended, counted
     /// from the end of the held bytes; 0 while the header is incomplete or invalid, so
     /// nothing is reserved on the strength of a bad length.

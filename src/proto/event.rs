@@ -162,8 +162,13 @@ impl Event {
         }
     }
 
-    /// The human log line (without the time prefix) of this event at `node`, at `now`.
+    /// The human log line (without the time prefix) of this event at `node`, at `now`:
+    /// always one line of at most about [`MAX_LINE`] bytes, whatever a remote sent.
     pub fn text(&self, node: SocketAddr, now: Millis) -> String {
+        one_line(self.raw_text(node, now))
+    }
+
+    fn raw_text(&self, node: SocketAddr, now: Millis) -> String {
         match self {
             Event::PeerRegistered { peer } => format!("Peer registered: {peer}"),
             Event::DeadNodeReceived {
@@ -220,6 +225,31 @@ impl Event {
     }
 }
 
+/// The longest log line rendered before it is cut: gossip `text` and parse errors
+/// quoting a frame come from remotes, up to a whole frame long.
+pub const MAX_LINE: usize = 1024;
+
+/// `line` made safe for a line-per-event log: control characters, which a remote could
+/// use to start a forged line, are escaped, and a line past [`MAX_LINE`] bytes is cut.
+fn one_line(line: String) -> String {
+    if line.len() <= MAX_LINE && !line.chars().any(char::is_control) {
+        return line;
+    }
+    let mut out = String::with_capacity(MAX_LINE + 40);
+    for c in line.chars() {
+        if out.len() >= MAX_LINE {
+            let _ = write!(out, "... (cut, {} bytes in all)", line.len());
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn list(addrs: &[SocketAddr]) -> String {
     let mut s = String::from("[");
     for (i, a) in addrs.iter().enumerate() {
@@ -258,6 +288,45 @@ mod tests {
             e.text(a("127.0.0.1:9001"), 1234),
             "Dead Node:127.0.0.1:9002:1234:127.0.0.1:9001"
         );
+    }
+
+    #[test]
+    fn a_newline_in_a_remote_text_cannot_start_a_second_log_line() {
+        let e = Event::BadFrame {
+            remote: a("127.0.0.1:5000"),
+            reason: "unknown variant `x\n1999-01-01 INFO  Dead Node:\r\t`".into(),
+        };
+        let line = e.text(a("127.0.0.1:9001"), 0);
+        assert_eq!(line.lines().count(), 1, "{line}");
+        assert!(
+            line.contains(r"`x\n1999-01-01 INFO  Dead Node:\r\t`"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn a_1_mib_gossip_text_is_cut_to_one_short_line() {
+        let e = Event::GossipReceived {
+            origin: a("127.0.0.1:1"),
+            seq: 1,
+            text: "é".repeat(1 << 19),
+            from: a("127.0.0.1:2"),
+            hops: 1,
+            created_ts: 0,
+        };
+        let line = e.text(a("127.0.0.1:9001"), 0);
+        assert!(line.len() <= MAX_LINE + 40, "{} bytes", line.len());
+        assert!(line.starts_with("Received Gossip Message : éé"));
+        assert!(line.ends_with("(cut, 1048628 bytes in all)"), "{line}");
+    }
+
+    #[test]
+    fn an_ordinary_line_is_left_as_it_is() {
+        let e = Event::NeighborConnected {
+            addr: a("127.0.0.1:9002"),
+        };
+        let line = e.text(a("127.0.0.1:9001"), 0);
+        assert_eq!(line, "Connected to neighbor 127.0.0.1:9002");
     }
 
     #[test]

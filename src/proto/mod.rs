@@ -11,6 +11,9 @@ pub mod peer;
 pub mod seed;
 pub mod seen;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

@@ -100,6 +100,12 @@ impl SeedCore {
         &self.list
     }
 
+    /// How many connections, listed peers and registrations the core holds.
+    #[cfg(test)]
+    pub(crate) fn footprint(&self) -> [usize; 3] {
+        [self.conns.len(), self.list.len(), self.registered.len()]
+    }
+
     pub fn start(&mut self, now: Millis) {
         self.liveness_due = now + self.cfg.liveness_interval;
         self.out.timer(self.liveness_due, Timer::Liveness);

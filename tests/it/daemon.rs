@@ -248,7 +248,7 @@ pub(crate) fn frame(body: &[u8]) -> Vec<u8> {
     [&len.to_be_bytes()[..], body].concat()
 }
 
-fn read_frame(s: &mut TcpStream) -> io::Result<Value> {
+pub(crate) fn read_frame(s: &mut TcpStream) -> io::Result<Value> {
     s.set_read_timeout(Some(WAIT))?;
     let mut len = [0; 4];
     s.read_exact(&mut len)?;

@@ -3,6 +3,7 @@
 mod auth;
 mod churn;
 mod daemon;
+mod hostile;
 mod hosts;
 mod limits;
 mod sim_network;

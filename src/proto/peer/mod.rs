@@ -154,6 +154,8 @@ pub struct PeerCore {
     gossip_due: Option<Millis>,
     /// `start` + `cfg.gossip_delay`.
     gossip_not_before: Millis,
+    /// When `start` was called: gossip of our own origin stamped since then is ours.
+    started: Millis,
     liveness_due: Millis,
     sweep_due: Millis,
     seed_retry_due: Option<Millis>,
@@ -201,6 +203,7 @@ impl PeerCore {
             stats: PeerStats::default(),
             gossip_due: None,
             gossip_not_before: 0,
+            started: 0,
             liveness_due: 0,
             sweep_due: 0,
             seed_retry_due: None,
@@ -226,6 +229,21 @@ impl PeerCore {
             .map(|(a, _)| *a)
     }
 
+    /// How many connections, neighbours (and of them with an open connection),
+    /// candidates and seen-cache origins the core holds: what a remote can make it grow.
+    #[cfg(test)]
+    pub(crate) fn footprint(&self) -> [usize; 5] {
+        let live = self.connected_neighbors().count();
+        let (conns, neighbors) = (self.conns.len(), self.neighbors.len());
+        [
+            conns,
+            neighbors,
+            live,
+            self.candidates.len(),
+            self.seen.len(),
+        ]
+    }
+
     /// Seeds that have this peer on their list.
     pub fn registered_seeds(&self) -> impl Iterator<Item = SocketAddr> + '_ {
         self.seeds
@@ -235,6 +253,7 @@ impl PeerCore {
     }
 
     pub fn start(&mut self, now: Millis) {
+        self.started = now;
         self.gossip_not_before = now.saturating_add(self.cfg.gossip_delay);
         let mut order: Vec<usize> = (0..self.seeds.len()).collect();
         order.shuffle(&mut self.rng);
@@ -559,6 +578,9 @@ impl PeerCore {
 
     fn on_gossip(&mut self, conn: ConnId, from: SocketAddr, mut g: Gossip, now: Millis) {
         self.stats.gossip_frames_received += 1;
+        if g.origin == self.cfg.addr {
+            return self.on_own_gossip(conn, &g, now);
+        }
         if !self.seen.first_sight((g.origin, g.seq), g.ts, now) {
             return;
         }
@@ -573,6 +595,18 @@ impl PeerCore {
         });
         g.hops = g.hops.saturating_add(1);
         self.broadcast(Arc::new(Message::Gossip(g)), Some(conn));
+    }
+
+    /// Gossip naming this peer as its origin is never new here. A number not created
+    /// yet, stamped since this peer started, is a forgery: the sender is cut off. Any
+    /// other is an echo of our own message or a leftover from an earlier run on this
+    /// address, and is dropped without a word.
+    fn on_own_gossip(&mut self, conn: ConnId, g: &Gossip, now: Millis) {
+        if g.seq > self.stats.gossip_created && g.ts >= self.started {
+            let seq = g.seq;
+            let reason = format!("forged gossip: our own origin with seq {seq}, never created");
+            self.protocol_error(conn, reason, now);
+        }
     }
 
     fn broadcast(&mut self, msg: Arc<Message>, except: Option<ConnId>) {
@@ -604,6 +638,8 @@ impl PeerCore {
     }
 }
 
+#[cfg(test)]
+mod forged_tests;
 #[cfg(test)]
 mod tests;
 
