@@ -57,9 +57,10 @@ pub struct StressArgs {
     /// Time between an originator's messages.
     #[arg(long, default_value = "500ms", value_parser = duration)]
     pub gossip_interval: Millis,
-    /// Time between liveness checks.
-    #[arg(long, default_value = "1s", value_parser = duration)]
-    pub liveness_interval: Millis,
+    /// Time between liveness checks [default: 1 s per 1,000 peers, at least 1 s, so that
+    /// liveness traffic stays near 20,000 frames a second however large the run].
+    #[arg(long, value_parser = duration)]
+    pub liveness_interval: Option<Millis>,
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub liveness_misses: u32,
     /// Peers each peer connects to.
@@ -138,9 +139,15 @@ impl StressArgs {
         }
     }
 
+    /// The liveness interval: `--liveness-interval`, or 1 s per 1,000 peers (at least 1 s).
+    pub fn liveness_interval(&self) -> Millis {
+        let scaled = (self.peers as u64).div_ceil(1000) * 1000;
+        self.liveness_interval.unwrap_or(scaled.max(1000))
+    }
+
     /// How long after its start an originator creates its first message, at the earliest.
     pub fn warmup(&self) -> Millis {
-        self.warmup.unwrap_or(3 * self.liveness_interval)
+        self.warmup.unwrap_or(3 * self.liveness_interval())
     }
 
     /// How long the plan takes: every message created, every failure detected and
@@ -154,7 +161,7 @@ impl StressArgs {
             .map(|s| s.at)
             .max()
             .unwrap_or(0);
-        let detection = (u64::from(self.liveness_misses) + 2) * self.liveness_interval;
+        let detection = (u64::from(self.liveness_misses) + 2) * self.liveness_interval();
         gossip.max(last_failure + detection + self.gossip_interval)
     }
 
@@ -170,13 +177,13 @@ impl StressArgs {
     }
 
     pub fn idle_timeout(&self) -> Millis {
-        (u64::from(self.liveness_misses) + 2) * self.liveness_interval
+        (u64::from(self.liveness_misses) + 2) * self.liveness_interval()
     }
 
     pub fn seed_config(&self, addr: SocketAddr) -> SeedConfig {
         let mut cfg = SeedConfig::new(addr);
         cfg.peer_list_max = self.peer_list_max;
-        cfg.liveness_interval = self.liveness_interval;
+        cfg.liveness_interval = self.liveness_interval();
         cfg.liveness_misses = self.liveness_misses;
         cfg.idle_timeout = self.idle_timeout();
         cfg
@@ -194,7 +201,7 @@ impl StressArgs {
         cfg.gossip_interval = self.gossip_interval;
         cfg.messages = if originator { self.messages } else { 0 };
         cfg.gossip_delay = self.warmup();
-        cfg.liveness_interval = self.liveness_interval;
+        cfg.liveness_interval = self.liveness_interval();
         cfg.liveness_misses = self.liveness_misses;
         cfg.idle_timeout = self.idle_timeout();
         cfg

@@ -61,7 +61,7 @@ impl SimArgs {
         let mut stress = self.stress.clone();
         let slow_joins = self.loss > 0.0 && self.loss_types.has_handshakes();
         stress.warmup = stress.warmup.or(Some(if slow_joins {
-            3 * stress.liveness_interval
+            3 * stress.liveness_interval()
         } else {
             0
         }));

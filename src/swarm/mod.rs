@@ -77,8 +77,9 @@ fn stress_flags(s: &StressArgs, rng_seed: u64) -> Vec<OsString> {
         flag("originators", o.to_string());
     }
     flag("gossip-interval", format!("{}ms", s.gossip_interval));
-    flag("liveness-interval", format!("{}ms", s.liveness_interval));
+    flag("liveness-interval", format!("{}ms", s.liveness_interval()));
     flag("liveness-misses", s.liveness_misses.to_string());
+    flag("warmup", format!("{}ms", s.warmup()));
     flag("max-neighbors", s.max_neighbors.to_string());
     flag("peer-list-max", s.peer_list_max.to_string());
     for k in &s.kill {
@@ -129,6 +130,9 @@ mod tests {
         let back = args(&flags.iter().map(String::as_str).collect::<Vec<_>>());
         original.rng_seed = Some(42);
         original.report = None;
+        // Defaults go out resolved.
+        original.liveness_interval = Some(2_000);
+        original.warmup = Some(6_000);
         assert_eq!(format!("{original:?}"), format!("{back:?}"));
         assert_eq!(original.plan(42), back.plan(42));
     }

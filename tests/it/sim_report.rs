@@ -203,6 +203,8 @@ fn with_loss_and_a_healed_partition_the_messages_created_after_the_heal_reach_ev
         "1ms..20ms",
         "--partition",
         "0.2@2s..6s",
+        "--liveness-interval",
+        "1s",
         "--warmup",
         "1s",
         "--duration",
