@@ -36,6 +36,10 @@ pub struct Conn {
     /// Frames queued since the last flush: the first one puts the connection on the
     /// driver's flush list.
     queued_since_flush: u32,
+    /// The last write would have blocked: both socket buffers were full.
+    blocked: bool,
+    /// A write went through after one blocked: the remote's process read since.
+    remote_read: bool,
 }
 
 impl Conn {
@@ -50,6 +54,8 @@ impl Conn {
             decoder: FrameDecoder::new(max_frame),
             out: SendQueue::default(),
             queued_since_flush: 0,
+            blocked: false,
+            remote_read: false,
         }
     }
 
@@ -159,6 +165,13 @@ impl Conn {
         Ok(())
     }
 
+    /// True once since the remote's process was last seen reading: a write went through
+    /// after the socket's buffers had filled up. On a congested link (the remote far
+    /// behind on its input) this is the sign of life the remote cannot send in time.
+    pub fn take_remote_read(&mut self) -> bool {
+        std::mem::take(&mut self.remote_read)
+    }
+
     /// Unsent bytes queued.
     pub fn queued(&self) -> usize {
         self.out.pending()
@@ -188,8 +201,12 @@ impl Conn {
                 Ok(n) => {
                     writes += 1;
                     self.out.advance(n);
+                    self.remote_read |= std::mem::take(&mut self.blocked);
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(writes),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.blocked = true;
+                    return Ok(writes);
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => return Err(Disconnect::Error(e.to_string())),
             }
@@ -268,5 +285,58 @@ mod tests {
             matches!(&err, Disconnect::BadFrame(r) if r.contains("not JSON")),
             "{err}"
         );
+    }
+
+    /// A connection to a std socket on 127.0.0.1 that the test reads (or not).
+    fn pair() -> (Conn, std::net::TcpStream) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let out = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (remote, _) = l.accept().unwrap();
+        out.set_nonblocking(true).unwrap();
+        let stream = TcpStream::from_std(out);
+        (Conn::new(0, ConnId(1), stream, 1 << 20), remote)
+    }
+
+    /// Queues frames and flushes until a write would block (both buffers full).
+    fn fill(c: &mut Conn) {
+        let frame = vec![7u8; 64 * 1024];
+        for _ in 0..10_000 {
+            if c.blocked {
+                return;
+            }
+            let _ = c.queue_encoded(&frame, false);
+            c.flush().unwrap();
+        }
+        panic!("the socket never filled up");
+    }
+
+    #[test]
+    fn a_write_after_the_buffers_filled_shows_the_remote_reading() {
+        let (mut c, mut remote) = pair();
+        fill(&mut c);
+        assert!(!c.take_remote_read(), "nobody has read yet");
+        c.flush().unwrap();
+        assert!(
+            !c.take_remote_read(),
+            "still full: the remote is not reading"
+        );
+        remote.set_nonblocking(true).unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut got = 0;
+        while got < 1 << 20 {
+            match std::io::Read::read(&mut remote, &mut buf) {
+                Ok(n) => got += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+        assert!(got > 0);
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !c.take_remote_read() {
+            assert!(std::time::Instant::now() < end, "no write went through");
+            c.flush().unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!c.take_remote_read(), "once per sign");
     }
 }

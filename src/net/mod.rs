@@ -433,16 +433,21 @@ impl<S: Sink> Driver<S> {
     }
 
     /// Before a node judges its connections' liveness: those whose input this loop has
-    /// not read yet (it is behind) are alive, since their remotes sent it.
+    /// not read yet (it is behind) are alive, since their remotes sent it, and so are
+    /// those whose remote read what we could not write before (it is behind).
     fn tell_input_waiting(&mut self, node: usize, now: Millis) {
         let Some(h) = self.nodes.get(node) else {
             return;
         };
-        let waiting: Vec<ConnId> = (h.conns.iter())
-            .filter(|(_, key)| matches!(self.entries.get(**key), Some(Entry::Conn(c)) if c.unread))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in waiting {
+        let mut alive = Vec::new();
+        for (id, key) in &h.conns {
+            if let Some(Entry::Conn(c)) = self.entries.get_mut(*key) {
+                if c.take_remote_read() || c.unread {
+                    alive.push(*id);
+                }
+            }
+        }
+        for id in alive {
             self.core(node, |core| core.input_waiting(id, now));
         }
     }
