@@ -498,7 +498,7 @@ impl Report {
             false_removals: tally.false_removals,
             refuted_reports: tally.refuted_reports,
             warnings: tally.warnings,
-            cpu_us_per_delivery: (tally.deliveries > 0)
+            cpu_us_per_delivery: (tally.deliveries > 0 && host.cpu_s > 0.0)
                 .then(|| host.cpu_s * 1e6 / tally.deliveries as f64),
             rss_per_peer_bytes: (rss > 0 && host.peers > 0).then(|| rss * 1024 / host.peers),
             host,
@@ -555,9 +555,25 @@ impl Report {
                 "  false        {} dead reports of live peers ({} refuted by a seed's check), {} removals of live peers; {} warnings",
                 self.false_dead_reports, self.refuted_reports, self.false_removals, self.warnings
             ),
-            format!("  cost         wall {:.1} s, CPU {:.1} s, {} us CPU per delivery", h.wall_s, h.cpu_s, opt(self.cpu_us_per_delivery, "")),
-            format!("  memory       peak RSS per worker {:?} KiB, {} bytes per peer", h.peak_rss_per_worker_kib, self.rss_per_peer_bytes.map_or("-".into(), |b| b.to_string())),
         ]);
+        if h.wall_s > 0.0 || h.cpu_s > 0.0 || !h.peak_rss_per_worker_kib.is_empty() {
+            lines.extend([
+                format!(
+                    "  cost         wall {:.1} s, CPU {:.1} s, {} us CPU per delivery",
+                    h.wall_s,
+                    h.cpu_s,
+                    opt(self.cpu_us_per_delivery, "")
+                ),
+                format!(
+                    "  memory       peak RSS per worker {:?} KiB, {} bytes per peer",
+                    h.peak_rss_per_worker_kib,
+                    self.rss_per_peer_bytes
+                        .map_or("-".into(), |b| b.to_string())
+                ),
+            ]);
+        } else {
+            lines.push("  cost         not in a deterministic report (see the host line)".into());
+        }
         lines.join("\n")
     }
 }
