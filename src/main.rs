@@ -105,12 +105,9 @@ fn serve(
         driver.set_cluster_key(key);
     }
     driver.set_max_connections(common.max_connections(role));
-    let (stop, waker) = driver.stopper();
-    ctrlc::set_handler(move || {
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let _ = waker.wake();
-    })
-    .context("cannot install the Ctrl+C handler")?;
+    driver
+        .stop_on_signals()
+        .context("cannot install the signal handlers")?;
     log::info!(
         "[{} {addr}] listening; log file {}",
         role.as_str(),

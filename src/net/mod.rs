@@ -13,6 +13,7 @@ mod fail;
 mod io;
 pub mod listener;
 pub mod sendq;
+pub mod signals;
 
 use mio::event::Source;
 use mio::net::TcpListener;
@@ -125,6 +126,8 @@ struct Hosted {
 type Unread = (usize, usize, ConnId);
 
 const WAKER: Token = Token(usize::MAX);
+/// The stop signals' pipe (external slots end two below).
+const SIGNALS: Token = Token(usize::MAX - 1);
 /// Tokens below this are the slab's; the ones above, up to the waker, are the host's.
 const EXTERNAL_BASE: usize = usize::MAX - 64;
 /// One read of this size per connection per turn: about a hundred gossip frames.
@@ -156,6 +159,7 @@ pub struct Driver<S: Sink> {
     encoded: Option<(Arc<Message>, Vec<u8>)>,
     stop: Arc<AtomicBool>,
     waker: Arc<Waker>,
+    signals: Option<signals::StopSignals>,
     pub stats: NetStats,
     busy_us: u64,
     last_flush: Instant,
@@ -189,6 +193,7 @@ impl<S: Sink> Driver<S> {
             encoded: None,
             stop: Arc::new(AtomicBool::new(false)),
             waker,
+            signals: None,
             stats: NetStats::default(),
             busy_us: 0,
             last_flush: Instant::now(),
@@ -219,6 +224,16 @@ impl<S: Sink> Driver<S> {
     }
 
     /// A handle that stops the loop from a signal handler: set the flag, then wake.
+    /// Stops the loop (as [`Driver::stopper`] would) on SIGINT, SIGTERM or SIGHUP, seen
+    /// by the loop itself: no signal thread.
+    pub fn stop_on_signals(&mut self) -> std::io::Result<()> {
+        self.signals = Some(signals::StopSignals::register(
+            self.poll.registry(),
+            SIGNALS,
+        )?);
+        Ok(())
+    }
+
     pub fn stopper(&self) -> (Arc<AtomicBool>, Arc<Waker>) {
         (Arc::clone(&self.stop), Arc::clone(&self.waker))
     }
@@ -340,6 +355,12 @@ impl<S: Sink> Driver<S> {
     /// Handles one readiness event, leaving its input for next turn past `end`.
     fn event(&mut self, ev: &mio::event::Event, end: Instant) {
         let key = ev.token().0;
+        if ev.token() == SIGNALS {
+            if self.signals.as_mut().is_some_and(|s| s.arrived()) {
+                self.stop.store(true, Ordering::Relaxed);
+            }
+            return;
+        }
         if key >= EXTERNAL_BASE {
             return;
         }

@@ -6,19 +6,18 @@
 
 use anyhow::{Context, Result};
 use mio::net::TcpListener;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Token};
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::wire::{Channel, FromWorker, Progress, ToWorker};
+use crate::net::signals::StopSignals;
 use crate::stress::StressArgs;
 
 const LISTENER: Token = Token(0);
-const WAKER: Token = Token(1);
+const SIGNALS: Token = Token(1);
 const CHANNELS: usize = 2;
 /// How long workers may take to bind their listeners and check in.
 pub const BIND_TIMEOUT: Duration = Duration::from_secs(120);
@@ -56,7 +55,9 @@ pub struct Supervisor {
     poll: Poll,
     events: Events,
     listener: TcpListener,
-    interrupted: Arc<AtomicBool>,
+    signals: StopSignals,
+    /// A stop signal arrived.
+    interrupted: bool,
     links: Vec<Link>,
     conns: Vec<Conn>,
 }
@@ -69,13 +70,15 @@ impl Supervisor {
             .context("cannot listen for the workers")?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let interrupted = on_ctrl_c(&poll)?;
+        let signals = StopSignals::register(poll.registry(), SIGNALS)
+            .context("cannot install the signal handlers")?;
         let control = listener.local_addr()?;
         let mut sup = Supervisor {
             poll,
             events: Events::with_capacity(256),
             listener,
-            interrupted,
+            signals,
+            interrupted: false,
             links: Vec::new(),
             conns: Vec::new(),
         };
@@ -98,7 +101,7 @@ impl Supervisor {
     }
 
     pub fn interrupted(&self) -> bool {
-        self.interrupted.load(Ordering::Relaxed)
+        self.interrupted
     }
 
     /// Whether every worker has sent its last report or is gone.
@@ -113,6 +116,7 @@ impl Supervisor {
                 return Err(e).context("supervisor poll failed");
             }
         }
+        self.interrupted |= self.signals.arrived();
         self.accept()?;
         let mut heard = Vec::new();
         for c in 0..self.conns.len() {
@@ -268,19 +272,6 @@ impl Supervisor {
             let _ = l.child.wait();
         }
     }
-}
-
-/// A flag set (and the poll woken) by Ctrl+C or SIGTERM.
-fn on_ctrl_c(poll: &Poll) -> Result<Arc<AtomicBool>> {
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let waker = Waker::new(poll.registry(), WAKER)?;
-    let flag = Arc::clone(&interrupted);
-    ctrlc::set_handler(move || {
-        flag.store(true, Ordering::Relaxed);
-        let _ = waker.wake();
-    })
-    .context("cannot install the Ctrl+C handler")?;
-    Ok(interrupted)
 }
 
 /// Starts worker `w` of `workers`: this program again, as `swarm-worker`.

@@ -141,12 +141,9 @@ fn make_driver(args: &WorkerArgs, share: &Share, nodes: usize) -> Result<Driver<
     let s = &args.stress;
     let sockets = share.seeds.len() * fds_per_seed(s) + share.peers.len() * fds_per_peer(s);
     driver.reserve(nodes, sockets);
-    let (stop, waker) = driver.stopper();
-    ctrlc::set_handler(move || {
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let _ = waker.wake();
-    })
-    .context("cannot install the Ctrl+C handler")?;
+    driver
+        .stop_on_signals()
+        .context("cannot install the signal handlers")?;
     Ok(driver)
 }
 

@@ -455,11 +455,15 @@ fn a_duration_without_a_unit_exits_with_code_2() {
 }
 
 #[test]
-fn sigterm_stops_a_seed_and_a_peer_with_exit_code_0_and_their_log_files_written() {
+fn a_seed_and_a_peer_run_one_thread_and_sigterm_stops_them_with_exit_code_0_and_logs_written() {
     let mut net = Net::new();
     let mut seed = net.seed();
     let mut peer = registered_peer(&net, &["--messages", "0"]);
     for p in [&mut peer, &mut seed] {
+        let status = fs::read_to_string(format!("/proc/{}/status", p.child.id()));
+        let threads = status.unwrap_or_default();
+        let threads = threads.lines().find(|l| l.starts_with("Threads:"));
+        assert_eq!(threads, Some("Threads:\t1"), "one thread: {}", p.addr);
         p.sigterm();
         let status = p.wait_exit();
         assert_eq!(status.code(), Some(0), "{} {status}\n{}", p.addr, p.tail());
