@@ -1,5 +1,6 @@
 //! Unit tests of gossip that names the receiving peer as its origin: an echo of its own
-//! message, a leftover from an earlier run on its address, and a forgery.
+//! message, a leftover from an earlier run on its address, and a forgery; and of gossip
+//! stamped too far in the future.
 
 use super::*;
 
@@ -123,4 +124,38 @@ fn a_forged_origin_that_is_not_ours_cannot_be_told_apart_and_is_forwarded() {
     assert_eq!(logged(&actions).into_iter().filter(received).count(), 1);
     let to_b = |x: &&Action| matches!(x, Action::Send { conn, .. } if *conn == b);
     assert_eq!(actions.iter().filter(to_b).count(), 1, "{actions:?}");
+}
+
+#[test]
+fn gossip_stamped_beyond_the_seen_ttl_in_the_future_is_one_warning_and_a_close() {
+    let (mut core, a, b) = peer_with_two_neighbors();
+    let origin = addr(9999);
+    let ttl = core.cfg.seen_ttl;
+    let forged = |ts: Millis, seq: u64| {
+        Message::Gossip(Gossip {
+            origin,
+            seq,
+            ts,
+            text: gossip_text(ts, origin, seq),
+            hops: 1,
+            payload: None,
+        })
+    };
+    core.message(a, forged(T0 + 10 + ttl + 1, 99), T0 + 10);
+    let actions = drain(&mut core);
+    assert!(
+        matches!(logged(&actions).as_slice(),
+            [Event::BadFrame { reason, .. }, Event::NeighborLost { .. }]
+            if reason.contains("in the future")),
+        "{actions:?}"
+    );
+    assert_eq!(sent_gossip(&actions), 0, "a forgery was forwarded");
+    core.message(b, forged(T0 + 20, 1), T0 + 20);
+    let actions = drain(&mut core);
+    let received = |e: &&Event| matches!(e, Event::GossipReceived { seq: 1, .. });
+    assert_eq!(
+        logged(&actions).into_iter().filter(received).count(),
+        1,
+        "the origin's real message still counts as new: {actions:?}"
+    );
 }

@@ -581,6 +581,13 @@ impl PeerCore {
         if g.origin == self.cfg.addr {
             return self.on_own_gossip(conn, &g, now);
         }
+        // Stamped further ahead than the seen-cache remembers (node clocks agree far
+        // better): taken in, it would make the origin's real messages look old.
+        if g.ts > now.saturating_add(self.cfg.seen_ttl) {
+            let ahead = g.ts - now;
+            let reason = format!("gossip stamped {ahead} ms in the future");
+            return self.protocol_error(conn, reason, now);
+        }
         if !self.seen.first_sight((g.origin, g.seq), g.ts, now) {
             return;
         }
