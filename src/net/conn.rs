@@ -89,6 +89,7 @@ impl Conn {
         budget: usize,
         reads: &mut u64,
         key: Option<&ClusterKey>,
+        mut absorb: impl FnMut(&[u8]) -> bool,
         mut on_msg: impl FnMut(Message),
     ) -> ReadOutcome {
         let mut taken = 0;
@@ -102,7 +103,7 @@ impl Conn {
                 Ok(n) => {
                     taken += n;
                     self.decoder.extend(scratch.get(..n).unwrap_or_default());
-                    if let Err(why) = self.decode(key, &mut on_msg) {
+                    if let Err(why) = self.decode(key, &mut absorb, &mut on_msg) {
                         return ReadOutcome::Ended(why);
                     }
                     if n < scratch.len() && !self.to_end {
@@ -124,9 +125,12 @@ impl Conn {
         }
     }
 
+    /// Offers each whole frame's body to `absorb` (true: dealt with, e.g. a duplicate
+    /// dropped), and parses the others for `on_msg`.
     fn decode(
         &mut self,
         key: Option<&ClusterKey>,
+        absorb: &mut impl FnMut(&[u8]) -> bool,
         on_msg: &mut impl FnMut(Message),
     ) -> Result<(), Disconnect> {
         loop {
@@ -137,7 +141,11 @@ impl Conn {
             let Some(payload) = frame else {
                 return Ok(());
             };
-            on_msg(parse_payload(payload, key)?);
+            let body = open_payload(payload, key)?;
+            if absorb(body) {
+                continue;
+            }
+            on_msg(parse_body(body)?);
         }
     }
 
@@ -221,12 +229,20 @@ pub fn send_queue_limit(max_frame: usize) -> usize {
 
 /// The message in a frame's payload, its tag checked first when there is a key.
 pub fn parse_payload(payload: &[u8], key: Option<&ClusterKey>) -> Result<Message, Disconnect> {
-    let body = match key {
+    parse_body(open_payload(payload, key)?)
+}
+
+/// A frame payload's body: the payload itself, or with a key, what its checked tag seals.
+fn open_payload<'a>(payload: &'a [u8], key: Option<&ClusterKey>) -> Result<&'a [u8], Disconnect> {
+    match key {
         Some(k) => k
             .open(payload)
-            .map_err(|e| Disconnect::BadFrame(e.to_string()))?,
-        None => payload,
-    };
+            .map_err(|e| Disconnect::BadFrame(e.to_string())),
+        None => Ok(payload),
+    }
+}
+
+fn parse_body(body: &[u8]) -> Result<Message, Disconnect> {
     Message::from_frame(body).map_err(|e| Disconnect::BadFrame(bad_json(e)))
 }
 

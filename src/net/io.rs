@@ -12,7 +12,7 @@ use std::sync::Arc;
 use super::conn::{Conn, ReadOutcome};
 use super::{Driver, Entry, NodeState, Sink};
 use crate::codec::encode_json;
-use crate::proto::{Action, ConnId, Disconnect, Event, Message, Millis};
+use crate::proto::{peek_gossip, Action, ConnId, Disconnect, Event, Message, Millis};
 
 impl<S: Sink> Driver<S> {
     pub(super) fn ready(&mut self, key: usize, readable: bool, writable: bool, to_end: bool) {
@@ -103,11 +103,27 @@ impl<S: Sink> Driver<S> {
         let mut inbox = std::mem::take(&mut self.inbox);
         let reads = &mut self.stats.read_calls;
         let auth = self.key.as_ref();
-        let outcome = c.read(&mut self.scratch, budget, reads, auth, |msg| {
-            inbox.push(msg)
-        });
+        let mut core = self.nodes.get_mut(node).map(|h| &mut h.core);
+        let mut dropped = 0;
+        // A duplicate gossip frame is dropped from its identity, unparsed. (Frames still
+        // in the inbox are not in the seen-cache yet: a duplicate of one of them is
+        // parsed and dropped by the core as before.)
+        let mut duplicate = |body: &[u8]| {
+            let dup = peek_gossip(body).zip(core.as_deref_mut());
+            let dup = dup.is_some_and(|(g, core)| core.absorb_duplicate_id(id, &g, now));
+            dropped += u64::from(dup);
+            dup
+        };
+        let outcome = c.read(
+            &mut self.scratch,
+            budget,
+            reads,
+            auth,
+            &mut duplicate,
+            |msg| inbox.push(msg),
+        );
         c.release_idle_buffer();
-        self.stats.frames_received += inbox.len() as u64;
+        self.stats.frames_received += inbox.len() as u64 + dropped;
         // One message at a time, each one's actions carried out before the next: a core
         // given a whole read at once would queue hundreds of actions, and its queue would
         // keep that capacity for good, in every one of thousands of peers.

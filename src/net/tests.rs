@@ -209,3 +209,62 @@ fn without_a_key_frames_are_sent_exactly_as_before() {
     encode_json(&reply, DEFAULT_MAX_FRAME, &mut expected).unwrap();
     assert_eq!(expected.get(HEADER_LEN..), Some(payload.as_slice()));
 }
+
+/// A peer hosted alone, its seed unreachable; its listening address.
+fn peer_driver() -> (Driver<Count>, SocketAddr) {
+    let mut d = Driver::new(Count::default(), DEFAULT_MAX_FRAME).unwrap();
+    let l = listener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let addr = l.local_addr().unwrap();
+    let seed = SocketAddr::from(([127, 0, 0, 1], 1));
+    let core = crate::proto::PeerCore::new(crate::proto::PeerConfig::new(addr, vec![seed]), 1);
+    d.add(Node::Peer(core), l).unwrap();
+    (d, addr)
+}
+
+#[test]
+fn a_duplicate_gossip_frame_is_counted_and_dropped_before_its_json_is_parsed() {
+    let (mut d, addr) = peer_driver();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let origin = SocketAddr::from(([127, 0, 0, 1], 7));
+    let gossip = Message::Gossip(crate::proto::Gossip {
+        origin,
+        seq: 1,
+        ts: now,
+        text: "x".into(),
+        hops: 1,
+        payload: None,
+    });
+    let hello = Message::Hello {
+        addr: SocketAddr::from(([127, 0, 0, 1], 9)),
+    };
+    let mut first = Vec::new();
+    for msg in [&hello, &gossip] {
+        encode_json(msg, DEFAULT_MAX_FRAME, &mut first).unwrap();
+    }
+    let mut client = TcpStream::connect(addr).unwrap();
+    client.write_all(&first).unwrap();
+    assert!(turn_until(&mut d, |d| d
+        .sink
+        .0
+        .contains(&"gossip_received")));
+    // Frames of one read reach the seen-cache together: the duplicates come in a later one.
+    let mut later = Vec::new();
+    encode_json(&gossip, DEFAULT_MAX_FRAME, &mut later).unwrap();
+    // The same identity, then no valid JSON: only a full parse would see it.
+    let cut = format!(r#"{{"type":"gossip","origin":"{origin}","seq":1,"ts":{now},!"#);
+    crate::codec::encode_frame(cut.as_bytes(), DEFAULT_MAX_FRAME, &mut later).unwrap();
+    client.write_all(&later).unwrap();
+    assert!(turn_until(&mut d, |d| d.stats.frames_received >= 4));
+    let names = &d.sink.0;
+    let count = |name: &str| names.iter().filter(|n| **n == name).count();
+    assert_eq!(count("gossip_received"), 1, "{names:?}");
+    assert_eq!(count("bad_frame"), 0, "the unparsed duplicate: {names:?}");
+    let Some(Node::Peer(p)) = d.node(0) else {
+        panic!("no peer hosted");
+    };
+    assert_eq!(p.stats().gossip_frames_received, 3);
+    assert_eq!(p.stats().gossip_first_receipts, 1);
+}

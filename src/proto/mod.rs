@@ -7,6 +7,7 @@
 
 pub mod event;
 pub mod message;
+pub mod peek;
 pub mod peer;
 pub mod seed;
 pub mod seen;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 pub use event::{Event, Severity};
 pub use message::{Gossip, Message};
+pub use peek::{peek_gossip, GossipId};
 pub use peer::{PeerConfig, PeerCore};
 pub use seed::{SeedConfig, SeedCore};
 
@@ -164,6 +166,15 @@ impl Node {
             }
         }
         self.message(conn, Message::clone(msg), now)
+    }
+    /// A gossip frame known only by its identity (see [`peek_gossip`]): true when the
+    /// node dropped it as a duplicate, false when the whole frame must be parsed and
+    /// handed in as usual.
+    pub fn absorb_duplicate_id(&mut self, conn: ConnId, id: &GossipId, now: Millis) -> bool {
+        match self {
+            Node::Peer(p) => p.absorb_duplicate_id(conn, id, now),
+            Node::Seed(_) => false,
+        }
     }
     /// As [`Node::deliver`], taking the frame: one that no other receiver shares (a peer
     /// list, a liveness request) is handled without a copy.

@@ -20,8 +20,8 @@ use addrs::AddrSet;
 use super::message::gossip_text;
 use super::seen::SeenCache;
 use super::{
-    idle_conns, sweep_period, Action, ConnId, Disconnect, Event, Gossip, Link, Message, Millis,
-    Outbox, Timer,
+    idle_conns, sweep_period, Action, ConnId, Disconnect, Event, Gossip, GossipId, Link, Message,
+    Millis, Outbox, Timer,
 };
 
 /// A peer's settings.
@@ -359,13 +359,23 @@ impl PeerCore {
     /// Counts and drops a gossip frame already seen, without taking the message apart;
     /// false when the frame needs full handling by [`PeerCore::message`].
     pub fn absorb_duplicate(&mut self, conn: ConnId, g: &Gossip, now: Millis) -> bool {
+        let id = GossipId {
+            origin: g.origin,
+            seq: g.seq,
+            ts: g.ts,
+        };
+        self.absorb_duplicate_id(conn, &id, now)
+    }
+
+    /// As [`PeerCore::absorb_duplicate`], from the frame's identity alone.
+    pub fn absorb_duplicate_id(&mut self, conn: ConnId, id: &GossipId, now: Millis) -> bool {
         let Some(c) = self.conns.get_mut(&conn) else {
             return false;
         };
         if !matches!(c.role, ConnRole::Neighbor(_)) {
             return false;
         }
-        if self.seen.is_new((g.origin, g.seq), g.ts, now) {
+        if self.seen.is_new((id.origin, id.seq), id.ts, now) {
             return false;
         }
         c.link.last_heard = now;
