@@ -206,3 +206,110 @@ fn the_default_swarm_of_10_peers_exits_0_with_full_coverage() {
     assert_eq!(run.num("messages_created"), 100.0, "{ctx}");
     assert!(run.stdout.contains("reached all 9 other peers"), "{ctx}");
 }
+
+/// What a run's event files say about gossip: who was reported dead or removed, and for
+/// each message (origin, seq) its creation time and the nodes that received it.
+#[derive(Default)]
+struct Gossiped {
+    first_ts: u64,
+    peers: std::collections::BTreeSet<String>,
+    dead: std::collections::BTreeSet<String>,
+    created: std::collections::BTreeMap<(String, u64), u64>,
+    received: std::collections::BTreeMap<(String, u64), std::collections::BTreeSet<String>>,
+}
+
+fn gossiped(run: &Run, workers: usize) -> Gossiped {
+    let mut g = Gossiped {
+        first_ts: u64::MAX,
+        ..Gossiped::default()
+    };
+    for w in 0..workers {
+        let text = read(&run.dir.path().join(format!("events.jsonl.w{w}")));
+        for line in text.lines() {
+            let r: Value = serde_json::from_str(line).expect("a JSON Lines record");
+            g.note(&r);
+        }
+    }
+    g
+}
+
+impl Gossiped {
+    fn note(&mut self, r: &Value) {
+        let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+        let id = || (s("origin"), r["seq"].as_u64().unwrap_or_default());
+        self.first_ts = self.first_ts.min(r["ts"].as_u64().unwrap_or(u64::MAX));
+        match r["event"].as_str().unwrap_or_default() {
+            "seeds_chosen" => {
+                self.peers.insert(s("node"));
+            }
+            "dead_node_reported" | "peer_removed" => {
+                self.dead.insert(s("addr"));
+            }
+            "gossip_created" => {
+                self.created.insert(id(), r["ts"].as_u64().unwrap_or(0));
+            }
+            "gossip_received" => {
+                self.received.entry(id()).or_default().insert(s("node"));
+            }
+            _ => {}
+        }
+    }
+
+    /// (made, expected) deliveries to the survivors of the messages of surviving origins
+    /// created at or after `since` (ms after the first event).
+    fn coverage_since(&self, since: u64) -> (usize, usize) {
+        let survivors: Vec<&String> = self.peers.difference(&self.dead).collect();
+        let (mut made, mut expected) = (0, 0);
+        for (id, ts) in &self.created {
+            if *ts < self.first_ts + since || self.dead.contains(&id.0) {
+                continue;
+            }
+            let got = self.received.get(id);
+            let others = survivors.iter().filter(|p| ***p != id.0);
+            for p in others {
+                expected += 1;
+                made += usize::from(got.is_some_and(|g| g.contains(*p)));
+            }
+        }
+        (made, expected)
+    }
+}
+
+/// A third of the peers crash at 5 s. Their neighbours find them (no live peer reported),
+/// redial and ask the seeds for fresh lists, and every message created three liveness
+/// intervals after the crash (and a half-second margin) reaches every survivor.
+#[test]
+fn after_30_percent_of_a_real_swarm_crash_later_messages_reach_every_survivor() {
+    let run = swarm(&[
+        "--peers",
+        "150",
+        "--workers",
+        "2",
+        "--originators",
+        "15",
+        "--messages",
+        "8",
+        "--gossip-interval",
+        "1s",
+        "--liveness-interval",
+        "1s",
+        "--kill",
+        "0.3@5s",
+        "--rng-seed",
+        "7",
+        "--duration",
+        "30s",
+    ]);
+    let ctx = run.context();
+    assert_eq!(run.num("false_dead_reports"), 0.0, "{ctx}");
+    let g = gossiped(&run, 2);
+    assert_eq!(g.peers.len(), 150, "{ctx}");
+    assert_eq!(g.dead.len(), 45, "every crash found: {ctx}");
+    let (made, expected) = g.coverage_since(5_000 + 3_000 + 500);
+    eprintln!("messages after the repair: {made} of {expected} deliveries");
+    assert!(
+        expected >= 10 * 104,
+        "too few messages after the repair: {ctx}"
+    );
+    assert_eq!(made, expected, "{ctx}");
+}
