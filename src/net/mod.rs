@@ -17,13 +17,12 @@ pub mod signals;
 
 use mio::event::Source;
 use mio::net::TcpListener;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Token};
 use serde::{Deserialize, Serialize};
 use slab::Slab;
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -125,10 +124,9 @@ struct Hosted {
 /// A connection with input left for the next turn: (slab key, node, conn).
 type Unread = (usize, usize, ConnId);
 
-const WAKER: Token = Token(usize::MAX);
-/// The stop signals' pipe (external slots end two below).
+/// The stop signals' pipe (external slots end just below).
 const SIGNALS: Token = Token(usize::MAX - 1);
-/// Tokens below this are the slab's; the ones above, up to the waker, are the host's.
+/// Tokens below this are the slab's; the ones above, up to the signals', are the host's.
 const EXTERNAL_BASE: usize = usize::MAX - 64;
 /// One read of this size per connection per turn: about a hundred gossip frames.
 const READ_CHUNK: usize = 16 * 1024;
@@ -157,8 +155,8 @@ pub struct Driver<S: Sink> {
     inbox: Vec<Message>,
     /// The last message encoded, kept alive so a pointer match is sound.
     encoded: Option<(Arc<Message>, Vec<u8>)>,
-    stop: Arc<AtomicBool>,
-    waker: Arc<Waker>,
+    /// Set by a stop signal: the loop ends after this turn.
+    stop: bool,
     signals: Option<signals::StopSignals>,
     pub stats: NetStats,
     busy_us: u64,
@@ -176,7 +174,6 @@ pub struct Driver<S: Sink> {
 impl<S: Sink> Driver<S> {
     pub fn new(sink: S, max_frame: usize) -> std::io::Result<Self> {
         let poll = Poll::new()?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let clock = Clock::new();
         Ok(Driver {
             poll,
@@ -191,8 +188,7 @@ impl<S: Sink> Driver<S> {
             unread: Vec::new(),
             inbox: Vec::new(),
             encoded: None,
-            stop: Arc::new(AtomicBool::new(false)),
-            waker,
+            stop: false,
             signals: None,
             stats: NetStats::default(),
             busy_us: 0,
@@ -224,7 +220,7 @@ impl<S: Sink> Driver<S> {
     }
 
     /// A handle that stops the loop from a signal handler: set the flag, then wake.
-    /// Stops the loop (as [`Driver::stopper`] would) on SIGINT, SIGTERM or SIGHUP, seen
+    /// Stops the loop on SIGINT, SIGTERM or SIGHUP, seen
     /// by the loop itself: no signal thread.
     pub fn stop_on_signals(&mut self) -> std::io::Result<()> {
         self.signals = Some(signals::StopSignals::register(
@@ -232,10 +228,6 @@ impl<S: Sink> Driver<S> {
             SIGNALS,
         )?);
         Ok(())
-    }
-
-    pub fn stopper(&self) -> (Arc<AtomicBool>, Arc<Waker>) {
-        (Arc::clone(&self.stop), Arc::clone(&self.waker))
     }
 
     pub fn now(&self) -> Millis {
@@ -305,7 +297,7 @@ impl<S: Sink> Driver<S> {
 
     /// Whether a stop was asked for.
     pub fn stopping(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
+        self.stop
     }
 
     /// One pass: wait for readiness or the next deadline (at most `max_wait`; not at all
@@ -357,7 +349,7 @@ impl<S: Sink> Driver<S> {
         let key = ev.token().0;
         if ev.token() == SIGNALS {
             if self.signals.as_mut().is_some_and(|s| s.arrived()) {
-                self.stop.store(true, Ordering::Relaxed);
+                self.stop = true;
             }
             return;
         }
