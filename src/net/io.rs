@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::conn::{Conn, ReadOutcome};
-use super::{Driver, Entry, NodeState, Sink};
+use super::{Driver, Entry, NodeState, Sink, FRESH_READ};
 use crate::codec::encode_json;
 use crate::proto::{peek_gossip, Action, ConnId, Disconnect, Event, Message, Millis};
 
@@ -82,12 +82,13 @@ impl<S: Sink> Driver<S> {
             if let Some(Entry::Conn(c)) = self.entries.get_mut(key) {
                 c.to_end |= to_end;
             }
-            self.read_conn(key, now);
+            self.read_conn(key, FRESH_READ, now);
         }
     }
 
-    /// Reads one budget's worth from a connection into its node's core.
-    pub(super) fn read_conn(&mut self, key: usize, now: Millis) {
+    /// Reads up to `budget` bytes from a connection into its node's core; what is left
+    /// puts it on the backlog.
+    pub(super) fn read_conn(&mut self, key: usize, budget: usize, now: Millis) {
         let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
             return;
         };
@@ -99,7 +100,8 @@ impl<S: Sink> Driver<S> {
         {
             return;
         }
-        let budget = self.scratch.len();
+        let budget = budget.clamp(1, self.scratch.len());
+        let scratch = self.scratch.get_mut(..budget).unwrap_or_default();
         let mut inbox = std::mem::take(&mut self.inbox);
         let reads = &mut self.stats.read_calls;
         let auth = self.key.as_ref();
@@ -114,14 +116,9 @@ impl<S: Sink> Driver<S> {
             dropped += u64::from(dup);
             dup
         };
-        let outcome = c.read(
-            &mut self.scratch,
-            budget,
-            reads,
-            auth,
-            &mut duplicate,
-            |msg| inbox.push(msg),
-        );
+        let outcome = c.read(scratch, budget, reads, auth, &mut duplicate, |msg| {
+            inbox.push(msg)
+        });
         c.release_idle_buffer();
         self.stats.frames_received += inbox.len() as u64 + dropped;
         // One message at a time, each one's actions carried out before the next: a core
@@ -145,7 +142,8 @@ impl<S: Sink> Driver<S> {
         if let Some(Entry::Conn(c)) = self.entries.get_mut(key) {
             if !c.unread {
                 c.unread = true;
-                self.unread.push((key, c.node, c.id));
+                let since = std::time::Instant::now();
+                self.unread.push_back((key, c.node, c.id, since));
             }
         }
     }

@@ -20,7 +20,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use serde::{Deserialize, Serialize};
 use slab::Slab;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -121,15 +121,24 @@ struct Hosted {
     refusals: accept::Refusals,
 }
 
-/// A connection with input left for the next turn: (slab key, node, conn).
-type Unread = (usize, usize, ConnId);
+/// A connection with input left for a later turn: (slab key, node, conn, when it joined
+/// the backlog).
+type Unread = (usize, usize, ConnId, Instant);
 
 /// The stop signals' pipe (external slots end just below).
 const SIGNALS: Token = Token(usize::MAX - 1);
 /// Tokens below this are the slab's; the ones above, up to the signals', are the host's.
 const EXTERNAL_BASE: usize = usize::MAX - 64;
-/// One read of this size per connection per turn: about a hundred gossip frames.
-const READ_CHUNK: usize = 16 * 1024;
+/// One read of this size per connection in the backlog per visit: about a hundred
+/// gossip frames.
+const READ_CHUNK: usize = 64 * 1024;
+/// The first read of fresh input: a seed's request or a quiet neighbour's reply fits
+/// whole; a busy connection's input joins the backlog after it.
+pub(super) const FRESH_READ: usize = 4 * 1024;
+/// A loop whose oldest backlog entry has waited this long is behind on its input: its
+/// nodes judge no neighbour's liveness, as the missing answer may be waiting unread here,
+/// or at a remote as loaded as this loop (every node of a swarm's worker shares it).
+const BEHIND: Duration = Duration::from_secs(1);
 /// How long a turn reads before it fires the due timers (and may flush).
 const TURN_BUDGET: Duration = Duration::from_millis(10);
 /// Queued frames go out when the loop finds nothing more to read, or after this long
@@ -150,7 +159,8 @@ pub struct Driver<S: Sink> {
     max_frame: usize,
     scratch: Vec<u8>,
     dirty: Vec<usize>,
-    unread: Vec<Unread>,
+    /// The backlog: connections with input left, read in the order they were left.
+    unread: VecDeque<Unread>,
     /// The messages of one read, handed to the core one by one.
     inbox: Vec<Message>,
     /// The last message encoded, kept alive so a pointer match is sound.
@@ -185,7 +195,7 @@ impl<S: Sink> Driver<S> {
             max_frame,
             scratch: vec![0; READ_CHUNK],
             dirty: Vec::new(),
-            unread: Vec::new(),
+            unread: VecDeque::new(),
             inbox: Vec::new(),
             encoded: None,
             stop: false,
@@ -310,13 +320,15 @@ impl<S: Sink> Driver<S> {
         };
         let began = Instant::now();
         let end = began + TURN_BUDGET;
-        // What waited since last turn goes first; past the turn's budget, input is left
-        // for the next turn so that timers fire and replies go out on time.
-        let unread = std::mem::take(&mut self.unread);
-        self.read_unread(unread, end);
+        // Fresh input goes first: a connection that emptied last turn (a seed's, a quiet
+        // neighbour's) carries the liveness traffic, which must not wait a whole cycle
+        // behind the backlog of busy ones. The backlog, in the order it formed, gets the
+        // rest of the turn and at least half of it. Past the budget, input is left for
+        // the next turn so that timers fire and replies go out on time.
         for ev in events.iter() {
-            self.event(ev, end);
+            self.event(ev, began + TURN_BUDGET / 2);
         }
+        self.read_backlog(end);
         self.fire_timers();
         self.accept_limits_due();
         if idle || self.last_flush.elapsed() >= FLUSH_MAX {
@@ -359,7 +371,8 @@ impl<S: Sink> Driver<S> {
         let to_end = ev.is_read_closed() || ev.is_error();
         let writable = ev.is_writable() || ev.is_error();
         let readable = ev.is_readable() || to_end;
-        if readable && Instant::now() >= end && self.defer(key, to_end) {
+        // A connection in the backlog is read in its place there.
+        if readable && (self.backlogged(key) || Instant::now() >= end) && self.defer(key, to_end) {
             if writable {
                 self.ready(key, false, true, false);
             }
@@ -379,6 +392,11 @@ impl<S: Sink> Driver<S> {
         self.stats.max_turn_ms = self.stats.max_turn_ms.max(us / 1000);
     }
 
+    /// Whether slab `key` is a connection with input left from an earlier turn.
+    fn backlogged(&self, key: usize) -> bool {
+        matches!(self.entries.get(key), Some(Entry::Conn(c)) if c.unread)
+    }
+
     /// Leaves a ready connection's input for the next turn; false for a listener or a
     /// pending connect (cheap, and they must not wait).
     fn defer(&mut self, key: usize, to_end: bool) -> bool {
@@ -390,25 +408,30 @@ impl<S: Sink> Driver<S> {
         true
     }
 
-    /// Reads again the connections left over last turn, if still theirs, until `end`.
-    fn read_unread(&mut self, mut unread: Vec<Unread>, end: Instant) {
-        let mut rest = unread.drain(..);
-        for (key, node, id) in rest.by_ref() {
+    /// Reads the backlog's connections, if still theirs, first come first served, each
+    /// at most once, until `end` (at least one). One with input left after its read goes
+    /// to the back.
+    fn read_backlog(&mut self, end: Instant) {
+        for _ in 0..self.unread.len() {
+            let Some((key, node, id, _)) = self.unread.pop_front() else {
+                break;
+            };
             if let Some(Entry::Conn(c)) = self.entries.get_mut(key) {
                 if c.node == node && c.id == id {
                     c.unread = false;
                     let now = self.now();
-                    self.read_conn(key, now);
+                    self.read_conn(key, READ_CHUNK, now);
                 }
             }
             if Instant::now() >= end {
                 break;
             }
         }
-        self.unread.extend(rest);
-        if self.unread.is_empty() {
-            self.unread = unread;
-        }
+    }
+
+    /// Whether the oldest input left in the backlog has waited [`BEHIND`] or longer.
+    fn behind(&self) -> bool {
+        self.unread.front().is_some_and(|u| u.3.elapsed() >= BEHIND)
     }
 
     fn poll_timeout(&self, max_wait: Option<Duration>) -> Option<Duration> {
@@ -447,15 +470,17 @@ impl<S: Sink> Driver<S> {
 
     /// Before a node judges its connections' liveness: those whose input this loop has
     /// not read yet (it is behind) are alive, since their remotes sent it, and so are
-    /// those whose remote read what we could not write before (it is behind).
+    /// those whose remote read what we could not write before (it is behind). A loop
+    /// [`BEHIND`] on its input judges nobody: all count as alive.
     fn tell_input_waiting(&mut self, node: usize, now: Millis) {
+        let behind = self.behind();
         let Some(h) = self.nodes.get(node) else {
             return;
         };
         let mut alive = Vec::new();
         for (id, key) in &h.conns {
             if let Some(Entry::Conn(c)) = self.entries.get_mut(*key) {
-                if c.take_remote_read() || c.unread {
+                if c.take_remote_read() || c.unread || behind {
                     alive.push(*id);
                 }
             }

@@ -130,6 +130,51 @@ fn a_busy_connection_is_read_a_budget_at_a_time_and_fully_answered() {
     drop(writer.join());
 }
 
+#[test]
+fn fresh_input_is_answered_before_the_backlog_of_busy_connections() {
+    let (mut d, addr) = seed_driver();
+    let (busy, per_client) = (100, 3_000);
+    let writers: Vec<_> = (0..busy)
+        .map(|_| {
+            let mut client = TcpStream::connect(addr).unwrap();
+            let bytes = liveness_requests(per_client);
+            std::thread::spawn(move || {
+                client.write_all(&bytes).unwrap();
+                client
+            })
+        })
+        .collect();
+    assert!(
+        turn_until(&mut d, |d| d.unread.len() >= busy / 2),
+        "the busy connections never formed a backlog"
+    );
+    let mut quiet = TcpStream::connect(addr).unwrap();
+    quiet.write_all(&liveness_requests(1)).unwrap();
+    quiet.set_nonblocking(true).unwrap();
+    let mut events = mio::Events::with_capacity(64);
+    let end = Instant::now() + Duration::from_secs(10);
+    let answered_after = loop {
+        assert!(
+            Instant::now() < end,
+            "the quiet connection was never answered"
+        );
+        d.turn(&mut events, Some(Duration::from_millis(10)))
+            .unwrap();
+        if quiet.read(&mut [0; 64]).is_ok_and(|n| n > 0) {
+            break d.stats.frames_received;
+        }
+    };
+    let total = (busy * per_client) as u64 + 1;
+    assert!(
+        answered_after < total / 2,
+        "answered only after {answered_after} of {total} frames: it waited behind the backlog"
+    );
+    assert!(turn_until(&mut d, |d| d.stats.frames_received == total));
+    for w in writers {
+        drop(w.join());
+    }
+}
+
 fn cluster_key(b: u8) -> ClusterKey {
     ClusterKey::from_bytes(&[b; 32]).unwrap()
 }

@@ -46,7 +46,13 @@ fn last_lines(text: &str, n: usize) -> String {
 }
 
 /// Runs `gossipd swarm ARGS --report FILE --events FILE` to its end and reads the report.
+/// One swarm at a time: every swarm listens on 127.0.0.2, and a peer redialling a killed
+/// neighbour could reach another swarm's node that took over its port (and gossip would
+/// cross between the two runs).
+static ONE_SWARM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn swarm(args: &[&str]) -> Run {
+    let _alone = ONE_SWARM.lock().unwrap_or_else(|e| e.into_inner());
     let dir = TempDir::new().expect("temp dir");
     let report = dir.path().join("report.json");
     let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
