@@ -118,9 +118,9 @@ target() {
   ((rc == 0)) || failed=$((failed + 1))
 }
 
-target swarm-10k         swarm --seeds 3 --peers 10000 --originators 100 --messages 10
+target swarm-10k         swarm --seeds 3 --peers 10000 --originators 100 --messages 10 --gossip-interval 5s
 target swarm-1k          swarm --seeds 3 --peers 1000 --messages 10 --liveness-interval 2s
-target swarm-2k-failures swarm --seeds 3 --peers 2000 --originators 100 --messages 10 --gossip-interval 2s --kill 0.1@14s --freeze 0.05@14s
+target swarm-2k-failures swarm --seeds 3 --peers 2000 --originators 100 --messages 10 --gossip-interval 5s --kill 0.1@25s --freeze 0.05@25s
 target sim-100k-lossy    sim --seeds 3 --peers 100000 --originators 100 --messages 1 --loss 0.01 --latency 1ms..20ms
 target sim-1m            sim --seeds 3 --peers 1000000 --originators 10 --messages 1
 
