@@ -129,8 +129,8 @@ type Unread = (usize, usize, ConnId, Instant);
 const SIGNALS: Token = Token(usize::MAX - 1);
 /// Tokens below this are the slab's; the ones above, up to the signals', are the host's.
 const EXTERNAL_BASE: usize = usize::MAX - 64;
-/// One read of this size per connection in the backlog per visit: about a hundred
-/// gossip frames.
+/// One read of this size per connection in the backlog per visit: about 500 gossip
+/// frames, so a visit's fixed cost (a cold connection and core) is spread over many.
 const READ_CHUNK: usize = 64 * 1024;
 /// The first read of fresh input: a seed's request or a quiet neighbour's reply fits
 /// whole; a busy connection's input joins the backlog after it.
