@@ -113,7 +113,7 @@ pub struct SeedArgs {
     #[arg(long)]
     pub listen: SocketAddr,
     /// Most peers in one peer-list answer (a random sample past it).
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..).map(|v| v as usize))]
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..).map(|v| v as usize))]
     pub peer_list_max: usize,
     #[command(flatten)]
     pub common: CommonArgs,

@@ -67,7 +67,7 @@ pub struct StressArgs {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024).map(|v| v as usize))]
     pub max_neighbors: usize,
     /// Most peers in a seed's answer.
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..).map(|v| v as usize))]
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..).map(|v| v as usize))]
     pub peer_list_max: usize,
     /// F@T: a fraction F of the peers crashes at T (sockets closed, no goodbye). Repeatable.
     #[arg(long)]

@@ -32,7 +32,7 @@ impl SeedConfig {
     pub fn new(addr: SocketAddr) -> Self {
         SeedConfig {
             addr,
-            peer_list_max: 256,
+            peer_list_max: 64,
             liveness_interval: 13_000,
             liveness_misses: 3,
             idle_timeout: 5 * 13_000,
