@@ -120,3 +120,6 @@ fn serve(
     log::info!("[{} {addr}] stopped", role.as_str());
     Ok(())
 }
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

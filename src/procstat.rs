@@ -1,10 +1,18 @@
 //! This process's resource use, read from /proc (Linux); None elsewhere.
 
-/// CPU time used so far (user + system), in seconds, from /proc/self/schedstat.
+/// /proc counts CPU time in these ticks per second on every Linux (`USER_HZ`).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// CPU time used so far (user + system) by every thread of this process, ended ones
+/// included, in seconds, from /proc/self/stat.
 pub fn cpu_seconds() -> Option<f64> {
-    let text = std::fs::read_to_string("/proc/self/schedstat").ok()?;
-    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
-    Some(ns as f64 / 1e9)
+    let text = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name, in parentheses, may hold spaces: fields count from after it.
+    let (_, rest) = text.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some((user + system) as f64 / TICKS_PER_SECOND)
 }
 
 /// Peak resident set size (VmHWM), in KiB.
@@ -29,7 +37,11 @@ mod tests {
     fn this_process_has_a_peak_rss_on_linux() {
         if cfg!(target_os = "linux") {
             assert!(super::peak_rss_kib().is_some_and(|k| k > 0));
-            assert!(super::cpu_seconds().is_some());
+            let spin = std::time::Instant::now();
+            while spin.elapsed() < std::time::Duration::from_millis(50) {
+                std::hint::black_box(0);
+            }
+            assert!(super::cpu_seconds().is_some_and(|s| s >= 0.02));
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `gossipd sim` flags: the stress flags shared with `swarm`, plus the virtual network's
 //! latency, loss and partitions, validated into a [`Scenario`] in one place.
 
+use clap::builder::TypedValueParser;
 use clap::Parser;
 use std::str::FromStr;
 
@@ -32,6 +33,10 @@ pub struct SimArgs {
     /// from T until T2 (frames across are lost, connects refused), then healed. Repeatable.
     #[arg(long)]
     pub partition: Vec<PartitionSpec>,
+    /// Threads that run the nodes of a busy virtual millisecond (default: one per core).
+    /// The report is the same for any number.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256).map(usize::from))]
+    pub threads: Option<usize>,
 }
 
 /// The flags alone, for building a [`SimArgs`] from a list of words.
@@ -75,6 +80,9 @@ impl SimArgs {
             },
             lossy: self.loss_types,
             partitions: self.partition.clone(),
+            threads: self.threads.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            }),
         };
         scenario.validate()?;
         Ok(scenario)

@@ -1,6 +1,14 @@
 //! The simulator's inner loop: hands each due input to its node's core and carries out the
 //! actions the core queues in answer (connect, send, close, set a timer, log).
 //!
+//! The work of one virtual millisecond is split by node into shards that may run on
+//! separate threads. A shard changes only its own nodes, their connection tables and
+//! their network RNGs; what reaches other nodes (frames, dials, closes, timers) and what
+//! nodes log it hands back in order, and the simulator queues it shard by shard. Every
+//! input due in a millisecond is scheduled at least a millisecond after it was sent, or
+//! in a later batch of the same one, so no shard can see another's output early: the run
+//! is the same whatever the number of shards.
+//!
 //! This is the hot path of a large run (tens of millions of gossip frames), so it avoids
 //! work per frame: a frame shared by a broadcast is one `Arc` on every connection and is
 //! sized once, a duplicate is absorbed by the core without a copy, and the queue entry
@@ -8,11 +16,14 @@
 
 use rand::rngs::SmallRng;
 use rand::Rng;
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::routes::Route;
-use super::{NetModel, Observer, Sim};
-use crate::proto::{Action, ConnId, Disconnect, Message, Millis, Node, Timer};
+use super::frames::{FrameKinds, FrameSizer};
+use super::routes::{Cuts, Route, RouteSlice};
+use super::{NetModel, NetStats};
+use crate::proto::{Action, ConnId, Disconnect, Event, Message, Millis, Node, Timer};
 
 /// Why the simulator ends a connection, turned into a [`Disconnect`] only when it happens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,56 +63,182 @@ pub(crate) struct Scheduled {
     pub(crate) input: Input,
 }
 
-impl<O: Observer> Sim<O> {
-    pub(super) fn step(&mut self, s: Scheduled) {
-        let now = self.now;
-        let node = s.node;
-        self.stats.inputs += 1;
-        if let Input::Accept { from, from_conn } = s.input {
+impl Scheduled {
+    /// A dial arriving: accepting it changes two nodes' tables, so it runs on its own.
+    pub(crate) fn is_accept(&self) -> bool {
+        matches!(self.input, Input::Accept { .. })
+    }
+}
+
+/// What every shard reads and none changes while a millisecond runs.
+pub(crate) struct Net<'a> {
+    pub(crate) now: Millis,
+    pub(crate) model: &'a NetModel,
+    pub(crate) lossy: FrameKinds,
+    pub(crate) up: &'a [bool],
+    pub(crate) by_addr: &'a HashMap<SocketAddr, u32>,
+    pub(crate) cuts: &'a Cuts,
+}
+
+/// What a shard hands back, in the order it happened.
+#[derive(Debug, Default)]
+pub(crate) struct Output {
+    pub(crate) scheduled: Vec<(Millis, Scheduled)>,
+    pub(crate) logged: Vec<(SocketAddr, Event)>,
+    pub(crate) stats: NetStats,
+}
+
+/// The nodes `base`, `base + 1`, ... with their connection tables and network RNGs.
+pub(crate) struct Shard<'a> {
+    pub(crate) base: u32,
+    pub(crate) nodes: &'a mut [Node],
+    pub(crate) routes: RouteSlice<'a>,
+    pub(crate) rngs: &'a mut [SmallRng],
+}
+
+impl<'a> Shard<'a> {
+    /// Splits before node `at` (the shard itself back when `at` is not inside it).
+    pub(crate) fn split_at(self, at: u32) -> Result<(Shard<'a>, Shard<'a>), Shard<'a>> {
+        let Shard {
+            base,
+            nodes,
+            routes,
+            rngs,
+        } = self;
+        let mid = at.checked_sub(base).map_or(0, |m| m as usize);
+        if mid == 0 || mid >= nodes.len() || mid >= rngs.len() {
+            return Err(Shard {
+                base,
+                nodes,
+                routes,
+                rngs,
+            });
+        }
+        let (low_routes, high_routes) = match routes.split_at(at) {
+            Ok(halves) => halves,
+            Err(routes) => {
+                return Err(Shard {
+                    base,
+                    nodes,
+                    routes,
+                    rngs,
+                })
+            }
+        };
+        let (low_nodes, high_nodes) = nodes.split_at_mut(mid);
+        let (low_rngs, high_rngs) = rngs.split_at_mut(mid);
+        Ok((
+            Shard {
+                base,
+                nodes: low_nodes,
+                routes: low_routes,
+                rngs: low_rngs,
+            },
+            Shard {
+                base: at,
+                nodes: high_nodes,
+                routes: high_routes,
+                rngs: high_rngs,
+            },
+        ))
+    }
+}
+
+/// A shard at work on one millisecond's inputs, collecting what it hands back.
+pub(crate) struct Worker<'s, 'n> {
+    shard: Shard<'s>,
+    net: &'n Net<'n>,
+    sizer: FrameSizer,
+    out: Output,
+}
+
+impl<'s, 'n> Worker<'s, 'n> {
+    /// `out` lends its buffers' memory; it should be empty.
+    pub(crate) fn new(shard: Shard<'s>, net: &'n Net<'n>, out: Output) -> Self {
+        Worker {
+            shard,
+            net,
+            sizer: FrameSizer::default(),
+            out,
+        }
+    }
+
+    /// Runs `batch` (entries for this shard's nodes, in order) and hands back the output.
+    /// The entries are left holding a spent placeholder input.
+    pub(crate) fn run(mut self, batch: &mut [Scheduled]) -> Output {
+        for s in batch {
+            let input = std::mem::replace(&mut s.input, Input::Start);
+            self.step(s.node, input);
+        }
+        self.out
+    }
+
+    pub(crate) fn into_output(self) -> Output {
+        self.out
+    }
+
+    fn step(&mut self, node: u32, input: Input) {
+        let now = self.net.now;
+        self.out.stats.inputs += 1;
+        if let Input::Accept { from, from_conn } = input {
             self.accept(node, from, from_conn);
             return;
         }
-        if !self.up.get(node as usize).copied().unwrap_or(false) {
+        if !self.is_up(node) {
             return;
         }
-        let Some(n) = self.nodes.get_mut(node as usize) else {
+        let Some(n) = self.node_mut(node) else {
             return;
         };
-        match s.input {
+        match input {
             Input::Start => n.start(now),
             Input::Timer(t) => n.timer(t, now),
             Input::Connected(conn) => n.connected(conn, now),
             Input::Closed(conn, why) => {
-                self.routes.remove(node, conn);
                 n.closed(conn, why.disconnect(), now);
+                self.shard.routes.remove(node, conn);
             }
             Input::Deliver(conn, msg) => {
-                self.stats.frames_delivered += 1;
                 n.deliver_owned(conn, msg, now);
+                self.out.stats.frames_delivered += 1;
             }
             Input::Accept { .. } => {}
         }
         self.drain(node);
     }
 
+    fn is_up(&self, node: u32) -> bool {
+        self.net.up.get(node as usize).copied().unwrap_or(false)
+    }
+
+    fn node_mut(&mut self, node: u32) -> Option<&mut Node> {
+        local(&mut *self.shard.nodes, self.shard.base, node)
+    }
+
+    fn addr(&self, node: u32) -> Option<SocketAddr> {
+        let i = node.checked_sub(self.shard.base)?;
+        self.shard.nodes.get(i as usize).map(Node::addr)
+    }
+
     /// A dial arrives: a running node accepts it (unless the dialler gave up meanwhile),
-    /// and both ends are linked; otherwise the dialler is refused.
+    /// and both ends are linked; otherwise the dialler is refused. Needs both nodes in
+    /// this shard.
     fn accept(&mut self, node: u32, from: u32, from_conn: ConnId) {
-        if !self.routes.contains(from, from_conn) {
+        if !self.shard.routes.contains(from, from_conn) {
             return;
         }
-        let now = self.now;
-        let lat = self.latency();
-        let remote = self.nodes.get(from as usize).map(Node::addr);
-        let up = self.up.get(node as usize).copied().unwrap_or(false);
-        let target = self.nodes.get_mut(node as usize).filter(|_| up);
+        let now = self.net.now;
+        let lat = self.latency(node);
+        let remote = self.addr(from);
+        let up = self.is_up(node);
+        let target = self.node_mut(node).filter(|_| up);
         let (Some(n), Some(remote)) = (target, remote) else {
-            self.stats.connects_refused += 1;
+            self.out.stats.connects_refused += 1;
             self.schedule(now + lat, from, Input::Closed(from_conn, Why::Refused));
             return;
         };
         let conn = n.accept(remote, now);
-        self.stats.connections_opened += 1;
+        self.out.stats.connections_opened += 1;
         // The acceptor's first frames must not overtake the dialler's `connected`.
         let back = Route {
             conn,
@@ -110,7 +247,7 @@ impl<O: Observer> Sim<O> {
             last_arrival: now + lat,
             open: true,
         };
-        self.routes.insert(node, back);
+        self.shard.routes.insert(node, back);
         let forth = Route {
             conn: from_conn,
             peer: node,
@@ -118,43 +255,37 @@ impl<O: Observer> Sim<O> {
             last_arrival: now,
             open: true,
         };
-        self.routes.insert(from, forth);
+        self.shard.routes.insert(from, forth);
         self.schedule(now + lat, from, Input::Connected(from_conn));
         self.drain(node);
     }
 
     fn drain(&mut self, node: u32) {
-        loop {
-            let Some(n) = self.nodes.get_mut(node as usize) else {
-                return;
-            };
-            let Some(action) = n.poll_action() else {
-                return;
-            };
+        while let Some(action) = self.node_mut(node).and_then(Node::poll_action) {
             self.act(node, action);
         }
     }
 
     fn act(&mut self, node: u32, action: Action) {
-        let now = self.now;
+        let now = self.net.now;
         match action {
             Action::Connect { conn, addr } => self.dial(node, conn, addr),
             Action::Send { conn, msg } => self.send(node, conn, msg),
             Action::Close { conn } => self.close(node, conn),
             Action::SetTimer { at, timer } => self.schedule(at.max(now), node, Input::Timer(timer)),
             Action::Log(event) => {
-                if let Some(n) = self.nodes.get(node as usize) {
-                    self.observer.event(now, n.addr(), &event);
+                if let Some(addr) = self.addr(node) {
+                    self.out.logged.push((addr, event));
                 }
             }
         }
     }
 
-    fn dial(&mut self, node: u32, conn: ConnId, addr: std::net::SocketAddr) {
-        let at = self.now + self.latency();
-        match self.by_addr.get(&addr).copied() {
-            Some(to) if !self.cuts.separates(node, to) => {
-                self.routes.insert(node, Route::dialing(conn, to));
+    fn dial(&mut self, node: u32, conn: ConnId, addr: SocketAddr) {
+        let at = self.net.now + self.latency(node);
+        match self.net.by_addr.get(&addr).copied() {
+            Some(to) if !self.net.cuts.separates(node, to) => {
+                self.shard.routes.insert(node, Route::dialing(conn, to));
                 let input = Input::Accept {
                     from: node,
                     from_conn: conn,
@@ -162,55 +293,84 @@ impl<O: Observer> Sim<O> {
                 self.schedule(at, to, input);
             }
             _ => {
-                self.stats.connects_refused += 1;
+                self.out.stats.connects_refused += 1;
                 self.schedule(at, node, Input::Closed(conn, Why::Refused));
             }
         }
     }
 
     fn send(&mut self, node: u32, conn: ConnId, msg: Arc<Message>) {
-        let Some(route) = self.routes.get_mut(node, conn).filter(|r| r.open) else {
+        let (net, stats) = (self.net, &mut self.out.stats);
+        let Some(route) = self.shard.routes.get_mut(node, conn).filter(|r| r.open) else {
             return;
         };
-        self.stats.frames_sent += 1;
-        self.stats.bytes_sent += self.sizer.frame_len(&msg);
-        if self.cuts.separates(node, route.peer) {
-            self.stats.frames_cut += 1;
+        let Some(rng) = local(&mut *self.shard.rngs, self.shard.base, node) else {
+            return;
+        };
+        stats.frames_sent += 1;
+        stats.bytes_sent += self.sizer.frame_len(&msg);
+        if net.cuts.separates(node, route.peer) {
+            stats.frames_cut += 1;
             return;
         }
-        if self.lossy.contains(&msg) && lost(&mut self.rng, &self.model) {
-            self.stats.frames_lost += 1;
+        if net.lossy.contains(&msg) && lost(rng, net.model) {
+            stats.frames_lost += 1;
             return;
         }
-        let at = (self.now + latency(&mut self.rng, &self.model)).max(route.last_arrival);
+        let at = (net.now + latency(rng, net.model)).max(route.last_arrival);
         route.last_arrival = at;
         let input = Input::Deliver(route.peer_conn, msg);
         let node = route.peer;
-        self.queue.push(at, Scheduled { node, input });
+        self.out.scheduled.push((at, Scheduled { node, input }));
     }
 
     /// The core closed `conn`: the remote hears of it after a latency (a FIN). A dial not
     /// accepted yet is simply forgotten, and its acceptance will find nobody waiting.
     fn close(&mut self, node: u32, conn: ConnId) {
-        if let Some(route) = self.routes.remove(node, conn).filter(|r| r.open) {
+        if let Some(route) = self.shard.routes.remove(node, conn).filter(|r| r.open) {
             self.send_fin(node, route);
+        }
+    }
+
+    /// `node` crashed: the kernel closes every connection it had.
+    pub(crate) fn close_all(&mut self, node: u32) {
+        for route in self.shard.routes.take_all(node) {
+            if route.open {
+                self.send_fin(node, route);
+            }
         }
     }
 
     /// Tells the other end of `route` that `node` closed it: after the frames already on
     /// their way, and not before a partition between them heals.
-    pub(super) fn send_fin(&mut self, node: u32, route: Route) {
-        let mut at = (self.now + self.latency()).max(route.last_arrival);
-        if self.cuts.separates(node, route.peer) {
-            at = at.max(self.cuts.heals_between(node, route.peer) + self.latency());
+    fn send_fin(&mut self, node: u32, route: Route) {
+        let cuts = self.net.cuts;
+        let mut at = (self.net.now + self.latency(node)).max(route.last_arrival);
+        if cuts.separates(node, route.peer) {
+            at = at.max(cuts.heals_between(node, route.peer) + self.latency(node));
         }
         let input = Input::Closed(route.peer_conn, Why::Closed);
         self.schedule(at, route.peer, input);
     }
 
-    fn latency(&mut self) -> Millis {
-        latency(&mut self.rng, &self.model)
+    /// A one-way latency drawn from `node`'s RNG.
+    fn latency(&mut self, node: u32) -> Millis {
+        let model = self.net.model;
+        match local(&mut *self.shard.rngs, self.shard.base, node) {
+            Some(rng) => latency(rng, model),
+            None => model.latency_min,
+        }
     }
+
+    fn schedule(&mut self, at: Millis, node: u32, input: Input) {
+        self.out.scheduled.push((at, Scheduled { node, input }));
+    }
+}
+
+/// Node `node`'s entry in a shard's slice that starts at node `base`.
+fn local<T>(slice: &mut [T], base: u32, node: u32) -> Option<&mut T> {
+    let i = node.checked_sub(base)?;
+    slice.get_mut(i as usize)
 }
 
 /// One draw of the one-way latency.

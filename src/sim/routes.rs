@@ -144,31 +144,12 @@ impl Routes {
         self.tables.push(Table::default());
     }
 
-    pub(crate) fn get_mut(&mut self, node: u32, conn: ConnId) -> Option<&mut Route> {
-        self.tables.get_mut(node as usize)?.get_mut(conn)
-    }
-
-    pub(crate) fn contains(&mut self, node: u32, conn: ConnId) -> bool {
-        self.get_mut(node, conn).is_some()
-    }
-
-    /// Adds or replaces `node`'s end `route.conn`.
-    pub(crate) fn insert(&mut self, node: u32, route: Route) {
-        if let Some(t) = self.tables.get_mut(node as usize) {
-            t.insert(route);
+    /// Every node's table, to lend to the simulator's shards.
+    pub(crate) fn slice(&mut self) -> RouteSlice<'_> {
+        RouteSlice {
+            base: 0,
+            tables: &mut self.tables,
         }
-    }
-
-    pub(crate) fn remove(&mut self, node: u32, conn: ConnId) -> Option<Route> {
-        self.tables.get_mut(node as usize)?.remove(conn)
-    }
-
-    /// Removes and returns every connection of `node`, in id order.
-    pub(crate) fn take_all(&mut self, node: u32) -> Vec<Route> {
-        self.tables
-            .get_mut(node as usize)
-            .map(Table::take_all)
-            .unwrap_or_default()
     }
 
     /// Forgets every other node's open connection to `node`: a restarted process knows
@@ -184,6 +165,65 @@ impl Routes {
     pub(crate) fn heap_bytes(&self) -> usize {
         let tables = self.tables.capacity() * std::mem::size_of::<Table>();
         tables + self.tables.iter().map(Table::heap_bytes).sum::<usize>()
+    }
+}
+
+/// The tables of a run of consecutive nodes (`base`, `base + 1`, ...): what one shard of
+/// the simulator may change. Nodes outside it are not found.
+#[derive(Debug)]
+pub(crate) struct RouteSlice<'a> {
+    base: u32,
+    tables: &'a mut [Table],
+}
+
+impl<'a> RouteSlice<'a> {
+    /// Splits before node `at`: the tables below it, and the rest. None when `at` is not
+    /// in this run (or at its start).
+    pub(crate) fn split_at(self, at: u32) -> Result<(RouteSlice<'a>, RouteSlice<'a>), Self> {
+        let Some(mid) = at.checked_sub(self.base).filter(|&m| m > 0) else {
+            return Err(self);
+        };
+        if mid as usize > self.tables.len() {
+            return Err(self);
+        }
+        let (low, high) = self.tables.split_at_mut(mid as usize);
+        let base = self.base;
+        Ok((
+            RouteSlice { base, tables: low },
+            RouteSlice {
+                base: at,
+                tables: high,
+            },
+        ))
+    }
+
+    fn table(&mut self, node: u32) -> Option<&mut Table> {
+        let i = node.checked_sub(self.base)?;
+        self.tables.get_mut(i as usize)
+    }
+
+    pub(crate) fn get_mut(&mut self, node: u32, conn: ConnId) -> Option<&mut Route> {
+        self.table(node)?.get_mut(conn)
+    }
+
+    pub(crate) fn contains(&mut self, node: u32, conn: ConnId) -> bool {
+        self.get_mut(node, conn).is_some()
+    }
+
+    /// Adds or replaces `node`'s end `route.conn`.
+    pub(crate) fn insert(&mut self, node: u32, route: Route) {
+        if let Some(t) = self.table(node) {
+            t.insert(route);
+        }
+    }
+
+    pub(crate) fn remove(&mut self, node: u32, conn: ConnId) -> Option<Route> {
+        self.table(node)?.remove(conn)
+    }
+
+    /// Removes and returns every connection of `node`, in id order.
+    pub(crate) fn take_all(&mut self, node: u32) -> Vec<Route> {
+        self.table(node).map(Table::take_all).unwrap_or_default()
     }
 }
 
@@ -300,8 +340,9 @@ mod tests {
 
     #[test]
     fn routes_are_found_by_connection_whatever_the_insertion_order() {
-        let mut r = Routes::default();
-        r.add_node();
+        let mut routes = Routes::default();
+        routes.add_node();
+        let mut r = routes.slice();
         for c in [5, 2, 9, 7] {
             r.insert(0, open(c, c as u32));
         }
@@ -315,8 +356,9 @@ mod tests {
 
     #[test]
     fn a_table_past_its_small_size_keeps_working_as_a_map() {
-        let mut r = Routes::default();
-        r.add_node();
+        let mut routes = Routes::default();
+        routes.add_node();
+        let mut r = routes.slice();
         for c in (1..=3 * SMALL as u64).rev() {
             r.insert(0, open(c, 1));
         }
@@ -329,10 +371,11 @@ mod tests {
 
     #[test]
     fn forgetting_a_node_drops_the_open_routes_towards_it_and_keeps_the_rest() {
-        let mut r = Routes::default();
+        let mut routes = Routes::default();
         for _ in 0..3 {
-            r.add_node();
+            routes.add_node();
         }
+        let mut r = routes.slice();
         r.insert(0, open(1, 2));
         r.insert(0, open(2, 1));
         r.insert(0, Route::dialing(ConnId(3), 2));
@@ -340,7 +383,8 @@ mod tests {
             r.insert(1, open(c, 2));
         }
         r.insert(1, open(99, 0));
-        r.forget_towards(2);
+        routes.forget_towards(2);
+        let mut r = routes.slice();
         assert!(!r.contains(0, ConnId(1)) && r.contains(0, ConnId(2)));
         assert!(
             r.contains(0, ConnId(3)),
@@ -348,6 +392,36 @@ mod tests {
         );
         let left: Vec<u64> = r.take_all(1).iter().map(|x| x.conn.0).collect();
         assert_eq!(left, vec![99]);
+    }
+
+    #[test]
+    fn a_split_slice_holds_each_node_on_one_side_only() {
+        let mut routes = Routes::default();
+        for _ in 0..4 {
+            routes.add_node();
+        }
+        let whole = routes.slice();
+        let Err(whole) = whole.split_at(0) else {
+            panic!("nothing below node 0")
+        };
+        let Ok((mut low, high)) = whole.split_at(2) else {
+            panic!("nodes 0-1 and 2-3")
+        };
+        let Err(mut high) = high.split_at(9) else {
+            panic!("node 9 is beyond the slice")
+        };
+        low.insert(1, open(1, 3));
+        high.insert(3, open(2, 1));
+        low.insert(3, open(3, 0));
+        high.insert(1, open(4, 0));
+        assert!(low.contains(1, ConnId(1)) && !low.contains(3, ConnId(2)));
+        assert!(high.contains(3, ConnId(2)) && !high.contains(1, ConnId(1)));
+        let mut r = routes.slice();
+        assert_eq!(
+            r.take_all(1).len() + r.take_all(3).len(),
+            2,
+            "out-of-slice inserts dropped"
+        );
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub struct Scenario {
     /// The frame types `net.loss` applies to.
     pub lossy: FrameKinds,
     pub partitions: Vec<PartitionSpec>,
+    /// Threads for busy milliseconds: changes the wall time, never the report.
+    pub threads: usize,
 }
 
 /// Where a run stands, for a progress line.
@@ -158,6 +160,7 @@ pub fn simulate(
     watch.expect_messages(sc.planned_messages(plan.originators.len()));
     let mut sim = Sim::with_observer(sc.net.clone(), sc.rng_seed, watch);
     sim.set_lossy(sc.lossy);
+    sim.set_threads(sc.threads);
     build(&mut sim, sc, &plan.originators);
     let acts = sc.acts(&plan.failures);
     let settle = acts.iter().map(|(at, act)| match act {
