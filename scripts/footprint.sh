@@ -28,7 +28,8 @@ done
 sleep 10   # 5 messages at 1s each, then only liveness checks (every 13s) remain
 
 field() { awk -v k="$2" '$1 == k {print $2}' "/proc/$1/status"; }
-neighbors() { grep -c '"event":"neighbor_connected"' "$dir/events-$1.jsonl" || true; }
+# 0 when the peer has not written its events file (yet).
+neighbors() { local n; n=$(grep -c '"event":"neighbor_connected"' "$dir/events-$1.jsonl" 2>/dev/null); echo "${n:-0}"; }
 seed_pid=${pids[0]}
 echo "seed  pid $seed_pid: VmRSS $(field "$seed_pid" VmRSS:) KiB, VmHWM $(field "$seed_pid" VmHWM:) KiB"
 best=2
