@@ -285,20 +285,7 @@ impl<O: Observer> Sim<O> {
     /// Closes every connection of `node` (the remotes hear of each after a latency).
     fn close_all(&mut self, node: u32) {
         let out = self.spare.pop().unwrap_or_default();
-        let net = Net {
-            now: self.now,
-            model: &self.model,
-            lossy: self.lossy,
-            up: &self.up,
-            by_addr: &self.by_addr,
-            cuts: &self.cuts,
-        };
-        let shard = Shard {
-            base: 0,
-            nodes: &mut self.nodes,
-            routes: self.routes.slice(),
-            rngs: &mut self.rngs,
-        };
+        let (net, shard) = self.lend();
         let mut worker = Worker::new(shard, &net, out);
         worker.close_all(node);
         let out = worker.into_output();
@@ -369,6 +356,17 @@ impl<O: Observer> Sim<O> {
         let mut outs: Vec<Output> = (0..=cuts.len())
             .map(|_| self.spare.pop().unwrap_or_default())
             .collect();
+        let (net, whole) = self.lend();
+        let parts = split(whole, &mut batch, &cuts);
+        run_parts(parts, &net, &mut outs);
+        for out in outs {
+            self.apply(out);
+        }
+        batch
+    }
+
+    /// What every shard reads now, and every node as one shard to split.
+    fn lend(&mut self) -> (Net<'_>, Shard<'_>) {
         let net = Net {
             now: self.now,
             model: &self.model,
@@ -383,12 +381,7 @@ impl<O: Observer> Sim<O> {
             routes: self.routes.slice(),
             rngs: &mut self.rngs,
         };
-        let parts = split(whole, &mut batch, &cuts);
-        run_parts(parts, &net, &mut outs);
-        for out in outs {
-            self.apply(out);
-        }
-        batch
+        (net, whole)
     }
 
     /// Queues a shard's output and shows its events to the observer, in order.
