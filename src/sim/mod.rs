@@ -3,8 +3,8 @@
 //!
 //! Deterministic: each node's own seeded RNG draws the latency and loss of what it sends,
 //! the inputs of one virtual millisecond run in node order (dials first; for one node, in
-//! the order they were scheduled), and no wall clock is read here (only `command.rs` reads one, for its progress line and
-//! its resource figures). A minute of protocol runs in milliseconds, and the same seed
+//! the order they were scheduled), and no wall clock is read here (only `command.rs`
+//! reads one, for its progress line and its resource figures). A minute of protocol runs in milliseconds, and the same seed
 //! replays the same run exactly. A busy millisecond is split by node over several threads
 //! (`engine.rs` says why that changes nothing but the wall time).
 //!
@@ -128,9 +128,9 @@ impl NetStats {
     }
 }
 
-/// A millisecond with fewer inputs than this runs on one thread: starting another costs
-/// more than it saves (about 20 us against about 1 us an input).
-const SPLIT_MIN: usize = 4096;
+/// The fewest inputs a thread is given: starting one costs about 20 us, an input about
+/// 1 us. A millisecond with fewer than twice this runs on the caller's thread alone.
+const SPLIT_MIN: usize = 2048;
 
 /// The simulator.
 pub struct Sim<O: Observer = Recorder> {
@@ -153,7 +153,7 @@ pub struct Sim<O: Observer = Recorder> {
     stats: NetStats,
     /// Threads a busy millisecond is split over (1: all on the caller's).
     threads: usize,
-    /// Busy milliseconds run on fewer threads than this many inputs on one thread.
+    /// The fewest inputs a thread of a split millisecond is given.
     split_min: usize,
     /// Batches split over more than one thread so far.
     split_batches: u64,
@@ -353,12 +353,12 @@ impl<O: Observer> Sim<O> {
     fn run_batch(&mut self, mut batch: Vec<Scheduled>, threads: usize) -> Vec<Scheduled> {
         let cuts = shard_starts(&batch, threads, self.split_min);
         self.split_batches += u64::from(!cuts.is_empty());
-        let mut outs: Vec<Output> = (0..=cuts.len())
+        let spare: Vec<Output> = (0..=cuts.len())
             .map(|_| self.spare.pop().unwrap_or_default())
             .collect();
         let (net, whole) = self.lend();
         let parts = split(whole, &mut batch, &cuts);
-        run_parts(parts, &net, &mut outs);
+        let outs = run_parts(parts, &net, spare);
         for out in outs {
             self.apply(out);
         }
@@ -408,12 +408,11 @@ impl<O: Observer> Sim<O> {
     }
 }
 
-/// Where each shard after the first starts in `batch` (sorted by node): about equal
-/// shares, never splitting one node's inputs. None for a small batch.
+/// Where each shard after the first starts in `batch` (sorted by node): up to `threads`
+/// about equal shares of at least `split_min` inputs, never splitting one node's inputs.
+/// None for a small batch.
 fn shard_starts(batch: &[Scheduled], threads: usize, split_min: usize) -> Vec<usize> {
-    if threads < 2 || batch.len() < split_min {
-        return Vec::new();
-    }
+    let threads = threads.min(batch.len() / split_min.max(1));
     let mut starts: Vec<usize> = Vec::new();
     for k in 1..threads {
         let mut i = batch.len() * k / threads;
@@ -456,40 +455,35 @@ fn split<'s, 'b>(
     parts
 }
 
-/// Runs each part, the first on this thread and the others on their own, into `outs`.
-fn run_parts(parts: Vec<(Shard<'_>, &mut [Scheduled])>, net: &Net<'_>, outs: &mut Vec<Output>) {
-    let mut spare = std::mem::take(outs).into_iter();
-    let mut work: Vec<_> = parts
-        .into_iter()
-        .map(|(shard, batch)| {
-            (
-                Worker::new(shard, net, spare.next().unwrap_or_default()),
-                batch,
-            )
-        })
-        .collect();
-    if work.len() == 1 {
-        if let Some((worker, batch)) = work.pop() {
-            outs.push(worker.run(batch));
-        }
-        return;
-    }
+/// Runs each part, the first on this thread and the others on their own, each into one
+/// of `spare`'s outputs; the outputs in the parts' order.
+fn run_parts(
+    parts: Vec<(Shard<'_>, &mut [Scheduled])>,
+    net: &Net<'_>,
+    spare: Vec<Output>,
+) -> Vec<Output> {
+    let mut spare = spare.into_iter();
+    let mut work = parts.into_iter().map(|(shard, batch)| {
+        let out = spare.next().unwrap_or_default();
+        (Worker::new(shard, net, out), batch)
+    });
+    let Some((first, first_batch)) = work.next() else {
+        return Vec::new();
+    };
     std::thread::scope(|scope| {
-        let mut work = work.into_iter();
-        let first = work.next();
         let others: Vec<_> = work
             .map(|(worker, batch)| scope.spawn(move || worker.run(batch)))
             .collect();
-        if let Some((worker, batch)) = first {
-            outs.push(worker.run(batch));
-        }
+        let mut outs = Vec::with_capacity(others.len() + 1);
+        outs.push(first.run(first_batch));
         for handle in others {
             match handle.join() {
                 Ok(out) => outs.push(out),
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         }
-    });
+        outs
+    })
 }
 
 #[cfg(test)]

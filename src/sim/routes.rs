@@ -177,8 +177,8 @@ pub(crate) struct RouteSlice<'a> {
 }
 
 impl<'a> RouteSlice<'a> {
-    /// Splits before node `at`: the tables below it, and the rest. None when `at` is not
-    /// in this run (or at its start).
+    /// Splits before node `at`: the tables below it, and the rest. The slice itself back
+    /// when `at` is not inside it (or is its first node).
     pub(crate) fn split_at(self, at: u32) -> Result<(RouteSlice<'a>, RouteSlice<'a>), Self> {
         let Some(mid) = at.checked_sub(self.base).filter(|&m| m > 0) else {
             return Err(self);
