@@ -217,6 +217,44 @@ fn all_delivered(peers: &[Node]) -> bool {
     })
 }
 
+/// For a failure message: each peer's missing or repeated messages, and every event
+/// about links, liveness and removals.
+fn undelivered(seeds: &[Node], peers: &[Node]) -> String {
+    let origins: Vec<&str> = peers.iter().map(|p| p.addr.as_str()).collect();
+    let mut out = String::new();
+    for p in peers {
+        let got = events_named(p, "gossip_received");
+        for origin in origins.iter().filter(|o| **o != p.addr) {
+            for seq in 1..=3u64 {
+                let n = got
+                    .iter()
+                    .filter(|e| e["origin"] == *origin && e["seq"] == seq)
+                    .count();
+                if n != 1 {
+                    out += &format!("{} got {origin}#{seq} {n} times\n", p.addr);
+                }
+            }
+        }
+    }
+    let watched = [
+        "neighbor_connected",
+        "neighbor_lost",
+        "connect_failed",
+        "liveness_miss",
+        "dead_node_reported",
+        "peer_removed",
+        "send_queue_full",
+    ];
+    for node in seeds.iter().chain(peers) {
+        for e in read_events(&node.events) {
+            if watched.iter().any(|w| e["event"] == *w) {
+                out += &format!("{e}\n");
+            }
+        }
+    }
+    out
+}
+
 #[test]
 fn peers_on_three_hosts_deliver_every_message_and_a_dead_peer_is_removed_by_both_seeds() {
     let Some(lab) = Lab::new("d") else { return };
@@ -258,11 +296,15 @@ fn delivery_is_complete_when_a_tenth_of_the_packets_between_two_hosts_are_droppe
         in_ns(&lab.ns("b"), &["nft", "-f", script]),
         "install the drop rule on host b"
     );
-    let (_seeds, peers) = network(&lab, &dir);
-    assert!(
-        wait_until(WAIT, || all_delivered(&peers)),
-        "a lossy link lost a message"
-    );
+    let (seeds, peers) = network(&lab, &dir);
+    if !wait_until(WAIT, || all_delivered(&peers)) {
+        let kept = dir.keep();
+        panic!(
+            "a lossy link lost a message; events kept in {}\n{}",
+            kept.display(),
+            undelivered(&seeds, &peers)
+        );
+    }
     let dropped = dropped_packets(&lab.ns("b"));
     assert!(
         dropped > 0,
