@@ -5,6 +5,7 @@
 
 use serde::de::Unexpected;
 use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 /// One protocol message, tagged by its `"type"` field.
@@ -85,9 +86,45 @@ pub fn gossip_text(ts: u64, origin: SocketAddr, seq: u64) -> String {
     format!("{ts}:{origin}:{seq}")
 }
 
+/// Whether `text` is [`gossip_text`]`(ts, origin, seq)`, found without building it.
+pub fn is_gossip_text(text: &str, ts: u64, origin: SocketAddr, seq: u64) -> bool {
+    let mut rest = Unmatched(Some(text));
+    let written = write!(rest, "{ts}:{origin}:{seq}").is_ok();
+    written && rest.0 == Some("")
+}
+
+/// What a formatter has yet to match; `None` once a piece differed.
+struct Unmatched<'a>(Option<&'a str>);
+
+impl std::fmt::Write for Unmatched<'_> {
+    fn write_str(&mut self, piece: &str) -> std::fmt::Result {
+        self.0 = self.0.and_then(|rest| rest.strip_prefix(piece));
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gossip_text_is_recognised_exactly() {
+        let a = addr("10.0.0.1:9001");
+        let text = gossip_text(1700, a, 3);
+        assert_eq!(text, "1700:10.0.0.1:9001:3");
+        assert!(is_gossip_text(&text, 1700, a, 3));
+        for other in [
+            "1700:10.0.0.1:9001:",
+            "1700:10.0.0.1:9001:33",
+            "",
+            "x1700:10.0.0.1:9001:3",
+        ] {
+            assert!(!is_gossip_text(other, 1700, a, 3), "{other}");
+        }
+        assert!(!is_gossip_text(&text, 1701, a, 3));
+        assert!(!is_gossip_text(&text, 1700, a, 4));
+        assert!(!is_gossip_text(&text, 1700, addr("10.0.0.1:9002"), 3));
+    }
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()

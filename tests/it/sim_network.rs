@@ -217,3 +217,45 @@ fn a_peer_registers_despite_an_unreachable_seed() {
         );
     }
 }
+
+#[test]
+fn a_peer_that_joins_after_the_first_messages_still_gets_every_one() {
+    for rng_seed in [1u64, 2, 3, 4, 5] {
+        let ok = std::panic::catch_unwind(|| late_joiner(rng_seed));
+        assert!(ok.is_ok(), "failed with rng seed {rng_seed}");
+    }
+}
+
+/// Eight peers start together and create a message every 500 ms; a ninth starts 1.3 s
+/// later, when two rounds have gone round, and links up to a few of them only.
+fn late_joiner(rng_seed: u64) {
+    let (seeds, early) = (2, 8);
+    let (mut sim, _) = network(seeds, early, rng_seed);
+    let mut cfg = PeerConfig::new(peer_addr(early), (0..seeds).map(seed_addr).collect());
+    cfg.gossip_interval = 500;
+    cfg.messages = 10;
+    cfg.liveness_interval = INTERVAL;
+    cfg.idle_timeout = 5 * INTERVAL;
+    sim.add(Node::Peer(PeerCore::new(cfg, rng_seed)), 1_300);
+    sim.run_for(15_000);
+    let late = peer_addr(early);
+    let joined = sim.events().iter().find_map(|l| match l.event {
+        Event::NeighborConnected { .. } if l.node == late => Some(l.at),
+        _ => None,
+    });
+    let before: usize = (sim.events().iter())
+        .filter(|l| matches!(l.event, Event::GossipCreated { .. }))
+        .filter(|l| joined.is_some_and(|j| l.at < j))
+        .count();
+    assert!(
+        before >= early,
+        "{before} messages created before it joined"
+    );
+    let got = receipts(sim.events());
+    if got.len() != (early + 1) * early * 10 {
+        print_missing(sim.events(), &got, early + 1);
+    }
+    let late_got = got.iter().filter(|((to, ..), _)| *to == late).count();
+    assert_eq!(late_got, early * 10, "the late peer got every message");
+    assert!(got.values().all(|&n| n == 1), "a message delivered twice");
+}

@@ -10,11 +10,11 @@ use std::cmp::Ordering;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 /// An IPv4 address and port as one integer, ordered as `SocketAddrV4` orders them.
-fn key(a: &SocketAddrV4) -> u64 {
+pub(super) fn key(a: &SocketAddrV4) -> u64 {
     (u64::from(a.ip().to_bits()) << 16) | u64::from(a.port())
 }
 
-fn from_key(k: u64) -> SocketAddr {
+pub(super) fn from_key(k: u64) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::from_bits((k >> 16) as u32), k as u16))
 }
 

@@ -12,10 +12,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 mod addrs;
+mod catch_up;
 mod liveness;
 mod seeds;
 
 use addrs::AddrSet;
+use catch_up::Relayed;
 
 use super::message::gossip_text;
 use super::seen::SeenCache;
@@ -168,6 +170,8 @@ pub struct PeerCore {
     /// back after a miss: what went out while a link was cut would be lost otherwise. Only
     /// the times are kept: the rest of an own message follows from them.
     own: VecDeque<Millis>,
+    /// The last messages relayed, for a neighbour that links up after they went out.
+    relayed: Relayed,
 }
 
 /// The longest wait between two peer-list refreshes, in liveness intervals.
@@ -210,6 +214,7 @@ impl PeerCore {
             refresh_due: 0,
             refresh_backoff: 1,
             own: VecDeque::new(),
+            relayed: Relayed::default(),
         }
     }
 
@@ -472,7 +477,7 @@ impl PeerCore {
         };
         self.neighbors.insert(addr, n);
         self.out.log(Event::NeighborConnected { addr });
-        self.send_own(conn, now);
+        self.catch_up(conn, now);
         if self.gossip_due.is_none() && self.stats.gossip_created < self.cfg.messages {
             self.arm_gossip(now);
         }
@@ -565,27 +570,6 @@ impl PeerCore {
         }
     }
 
-    /// Sends this peer's recent messages on `conn` again (receivers drop what they have
-    /// seen), forgetting those too old for any receiver to take.
-    fn send_own(&mut self, conn: ConnId, now: Millis) {
-        let ttl = self.cfg.seen_ttl;
-        self.own.retain(|ts| ts.saturating_add(ttl) >= now);
-        let first = self.stats.gossip_created + 1 - self.own.len() as u64;
-        let origin = self.cfg.addr;
-        for (seq, &ts) in (first..).zip(&self.own) {
-            let gossip = Gossip {
-                origin,
-                seq,
-                ts,
-                text: gossip_text(ts, origin, seq),
-                hops: 1,
-                payload: None,
-            };
-            self.out.send_msg(conn, Message::Gossip(gossip));
-            self.stats.gossip_frames_sent += 1;
-        }
-    }
-
     fn on_gossip(&mut self, conn: ConnId, from: SocketAddr, mut g: Gossip, now: Millis) {
         self.stats.gossip_frames_received += 1;
         if g.origin == self.cfg.addr {
@@ -611,7 +595,9 @@ impl PeerCore {
             created_ts: g.ts,
         });
         g.hops = g.hops.saturating_add(1);
-        self.broadcast(Arc::new(Message::Gossip(g)), Some(conn));
+        let msg = Arc::new(Message::Gossip(g));
+        self.relayed.push(&msg);
+        self.broadcast(msg, Some(conn));
     }
 
     /// Gossip naming this peer as its origin is never new here. A number not created

@@ -2,6 +2,7 @@
 //! they went out, and to one found answering again at the liveness check after a miss
 //! (frames sent to it meanwhile may be lost, and nobody else would ever send them).
 
+use super::catch_up::RELAYED_KEPT;
 use super::*;
 
 const T0: Millis = 1_700_000_000_000;
@@ -131,4 +132,136 @@ fn only_the_most_recent_messages_within_the_ttl_go_again() {
     drain(&mut core);
     let (_, actions) = neighbour(&mut core, 9003, late + LIVENESS + 1);
     assert!(gossip_sent(&actions).is_empty(), "past the TTL: {conn:?}");
+}
+
+/// A message of `origin` number `seq`, created at `ts`, as a neighbour forwards it.
+fn foreign(origin: u16, seq: u64, ts: Millis) -> Message {
+    Message::Gossip(Gossip {
+        origin: addr(origin),
+        seq,
+        ts,
+        text: gossip_text(ts, addr(origin), seq),
+        hops: 1,
+        payload: None,
+    })
+}
+
+/// (origin port, seq) of every gossip frame sent on `conn`.
+fn relayed_on(actions: &[Action], conn: ConnId) -> Vec<(u16, u64)> {
+    let sent = actions.iter().filter_map(|a| match a {
+        Action::Send { conn: c, msg } if *c == conn => match msg.as_ref() {
+            Message::Gossip(g) => Some((g.origin.port(), g.seq)),
+            _ => None,
+        },
+        _ => None,
+    });
+    sent.collect()
+}
+
+#[test]
+fn a_neighbour_that_connects_later_gets_the_messages_relayed_already() {
+    let mut core = registered(0);
+    let (first, _) = neighbour(&mut core, 9001, T0);
+    core.message(first, foreign(7001, 1, T0), T0 + 1);
+    core.message(first, foreign(7002, 4, T0 + 2), T0 + 3);
+    core.message(first, foreign(7001, 1, T0), T0 + 4);
+    drain(&mut core);
+    let (second, actions) = neighbour(&mut core, 9002, T0 + 5);
+    assert_eq!(
+        relayed_on(&actions, second),
+        vec![(7001, 1), (7002, 4)],
+        "each relayed message once, oldest first"
+    );
+    assert!(relayed_on(&actions, first).is_empty(), "not to the sender");
+}
+
+#[test]
+fn a_neighbour_back_after_a_miss_gets_no_relayed_message_again() {
+    let mut core = registered(1);
+    let (from, _) = neighbour(&mut core, 9001, T0);
+    let (conn, _) = neighbour(&mut core, 9002, T0);
+    core.message(from, foreign(7001, 1, T0), T0 + 1);
+    create(&mut core, 1, T0);
+    for k in 1..=2 {
+        core.timer(Timer::Liveness, T0 + k * LIVENESS);
+    }
+    core.message(from, foreign(7001, 2, T0), T0 + 2 * LIVENESS + 1);
+    core.input_waiting(conn, T0 + 2 * LIVENESS + 2);
+    drain(&mut core);
+    core.timer(Timer::Liveness, T0 + 3 * LIVENESS);
+    let actions = drain(&mut core);
+    assert_eq!(
+        relayed_on(&actions, conn),
+        vec![(9000, 1)],
+        "its own one only: others forward the rest to it"
+    );
+}
+
+#[test]
+fn only_the_last_relayed_messages_within_the_ttl_go_to_a_new_neighbour() {
+    let extra = 5;
+    let mut core = registered(0);
+    let (from, _) = neighbour(&mut core, 9001, T0);
+    let relays = RELAYED_KEPT as u64 + extra;
+    for seq in 1..=relays {
+        core.message(from, foreign(7001, seq, T0 + seq), T0 + seq);
+    }
+    drain(&mut core);
+    let (conn, actions) = neighbour(&mut core, 9002, T0 + relays + 1);
+    let seqs: Vec<u64> = relayed_on(&actions, conn).iter().map(|s| s.1).collect();
+    let want: Vec<u64> = (extra + 1..=relays).collect();
+    assert_eq!(seqs, want, "the last {RELAYED_KEPT}");
+    let late = T0 + relays + core.cfg.seen_ttl + 1;
+    let (conn, actions) = neighbour(&mut core, 9003, late);
+    assert!(relayed_on(&actions, conn).is_empty(), "past the TTL");
+}
+
+#[test]
+fn a_relayed_message_goes_to_a_new_neighbour_as_it_came_but_one_hop_further() {
+    let mut core = registered(0);
+    let (first, _) = neighbour(&mut core, 9001, T0);
+    let Message::Gossip(plain) = foreign(7001, 1, T0) else {
+        unreachable!()
+    };
+    let with_payload = Gossip {
+        seq: 2,
+        text: gossip_text(T0, addr(7001), 2),
+        payload: Some(serde_json::json!({"w": [0.5, -1.0]})),
+        ..plain.clone()
+    };
+    let other_text = Gossip {
+        seq: 3,
+        text: "made elsewhere".into(),
+        ..plain.clone()
+    };
+    let v6_origin: SocketAddr = "[::1]:7002".parse().expect("an IPv6 address");
+    let v6 = Gossip {
+        origin: v6_origin,
+        text: gossip_text(T0, v6_origin, 1),
+        ..plain.clone()
+    };
+    let sent = [plain, with_payload, other_text, v6];
+    for g in &sent {
+        core.message(first, Message::Gossip(g.clone()), T0 + 1);
+    }
+    drain(&mut core);
+    let (second, actions) = neighbour(&mut core, 9002, T0 + 2);
+    let got: Vec<Gossip> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send { conn, msg } if *conn == second => match msg.as_ref() {
+                Message::Gossip(g) => Some(g.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    let want: Vec<Gossip> = sent
+        .iter()
+        .map(|g| Gossip {
+            hops: g.hops + 1,
+            ..g.clone()
+        })
+        .collect();
+    assert_eq!(got, want);
 }
