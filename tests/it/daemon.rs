@@ -252,8 +252,9 @@ pub(crate) fn read_frame(s: &mut TcpStream) -> io::Result<Value> {
     s.set_read_timeout(Some(WAIT))?;
     let mut len = [0; 4];
     s.read_exact(&mut len)?;
-    // Bounded: a bad length then fails as bad JSON instead of reserving gigabytes.
-    let mut body = vec![0; u32::from_be_bytes(len).min(1 << 20) as usize];
+    // Bounded (above any `--max-frame` the tests set): a bad length then fails as bad
+    // JSON instead of reserving gigabytes.
+    let mut body = vec![0; u32::from_be_bytes(len).min(4 << 20) as usize];
     s.read_exact(&mut body)?;
     serde_json::from_slice(&body).map_err(io::Error::other)
 }

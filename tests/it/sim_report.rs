@@ -175,10 +175,11 @@ fn a_kill_and_a_freeze_are_detected_and_removed_with_no_false_report() {
 }
 
 /// Loss of gossip and liveness frames, and a fifth of the peers cut off from 2 s to 6 s:
-/// messages created during the cut miss the cut-off peers, and neighbours across the cut
-/// are reported dead (falsely). Once the cut heals, the peers on both sides redial and
+/// messages created during the cut cannot cross it, and neighbours across the cut are
+/// reported dead (falsely). Once the cut heals, the peers on both sides redial and
 /// re-register within a couple of liveness intervals, and from then on every message
-/// reaches every peer again. The run is long enough for every message to be created and
+/// reaches every peer again. The new links also carry what each side relayed during the
+/// cut (the last 32 messages), so here even those arrive, seconds late. The run is long enough for every message to be created and
 /// spread before it ends (an originator without a neighbour delays its next message by a
 /// gossip interval), so none is cut short by the deadline.
 #[test]
@@ -213,16 +214,18 @@ fn with_loss_and_a_healed_partition_the_messages_created_after_the_heal_reach_ev
     let outcome = run(&flags, rng_seed);
     let r = &outcome.report;
     assert!(
-        !outcome.finished,
-        "rng seed {rng_seed}: the cut cannot lose nothing"
-    );
-    assert!(
-        r.coverage < 1.0,
-        "rng seed {rng_seed}: nothing was lost in the cut"
+        r.latency_ms.max >= 2_000,
+        "rng seed {rng_seed}: no message waited for the heal\n{}",
+        r.render()
     );
     assert!(
         r.false_dead_reports > 0,
         "rng seed {rng_seed}: nobody noticed the cut"
+    );
+    assert!(
+        outcome.finished && r.coverage == 1.0,
+        "rng seed {rng_seed}: a message created during the cut was lost\n{}",
+        r.render()
     );
     let healed = EPOCH + 6_000 + SETTLE;
     let (made, expected) = outcome.tally.coverage_since(2000, healed);
