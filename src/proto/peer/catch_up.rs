@@ -19,9 +19,15 @@ use crate::proto::{ConnId, Gossip, Message, Millis};
 /// Relayed messages kept for a new neighbour: as many as own ones.
 pub(super) const RELAYED_KEPT: usize = OWN_KEPT;
 
+/// Text and payload bytes kept of relayed messages that are not plain: a neighbour can
+/// send frames up to `--max-frame` (1 MiB), and 32 of them should not stay behind. A
+/// larger one is not kept at all.
+pub(super) const WHOLE_BYTES_KEPT: usize = 64 * 1024;
+
 /// A relayed message as kept. Nearly all are plain (an IPv4 origin, the standard text,
 /// no payload) and kept as 32 bytes from which the frame is built again: a million
-/// simulated peers keep 10 each, and as whole messages they came to 1.5 GiB.
+/// simulated peers keep 10 each, and as whole messages they came to 1.5 GiB. Others
+/// are kept whole, with the bytes of their text and payload.
 #[derive(Debug)]
 enum Kept {
     Plain {
@@ -30,7 +36,7 @@ enum Kept {
         ts: Millis,
         hops: u32,
     },
-    Whole(Arc<Message>),
+    Whole(Arc<Message>, usize),
 }
 
 impl Kept {
@@ -46,14 +52,22 @@ impl Kept {
                     hops: g.hops,
                 }
             }
-            _ => Kept::Whole(Arc::clone(msg)),
+            _ => Kept::Whole(Arc::clone(msg), text_and_payload_bytes(g)),
+        }
+    }
+
+    /// The bytes counted against [`WHOLE_BYTES_KEPT`].
+    fn bytes(&self) -> usize {
+        match self {
+            Kept::Plain { .. } => 0,
+            Kept::Whole(_, bytes) => *bytes,
         }
     }
 
     fn created(&self) -> Millis {
         match self {
             Kept::Plain { ts, .. } => *ts,
-            Kept::Whole(m) => match m.as_ref() {
+            Kept::Whole(m, _) => match m.as_ref() {
                 Message::Gossip(g) => g.ts,
                 _ => 0,
             },
@@ -78,34 +92,78 @@ impl Kept {
                     payload: None,
                 }))
             }
-            Kept::Whole(ref m) => Arc::clone(m),
+            Kept::Whole(ref m, _) => Arc::clone(m),
         }
     }
 }
 
-/// The last messages this peer relayed, oldest first, at most [`RELAYED_KEPT`]. The
-/// queue grows one slot at a time (it is short): no doubling leaves slack in each peer.
+/// The last messages this peer relayed, oldest first: at most [`RELAYED_KEPT`], and of
+/// those kept whole at most [`WHOLE_BYTES_KEPT`] bytes. The queue grows one slot at a
+/// time (it is short): no doubling leaves slack in each peer.
 #[derive(Debug, Default)]
-pub(super) struct Relayed(VecDeque<Kept>);
+pub(super) struct Relayed {
+    kept: VecDeque<Kept>,
+    whole_bytes: usize,
+}
 
 impl Relayed {
-    /// Keeps `msg`, a gossip frame relayed.
+    /// Keeps `msg`, a gossip frame relayed, dropping the oldest to make room.
     pub(super) fn push(&mut self, msg: &Arc<Message>) {
         let Message::Gossip(g) = msg.as_ref() else {
             return;
         };
-        if self.0.len() >= RELAYED_KEPT {
-            self.0.pop_front();
+        let kept = Kept::new(g, msg);
+        let bytes = kept.bytes();
+        if bytes > WHOLE_BYTES_KEPT {
+            return;
         }
-        self.0.reserve_exact(1);
-        self.0.push_back(Kept::new(g, msg));
+        while self.kept.len() >= RELAYED_KEPT || self.whole_bytes + bytes > WHOLE_BYTES_KEPT {
+            let Some(old) = self.kept.pop_front() else {
+                break;
+            };
+            self.whole_bytes -= old.bytes();
+        }
+        self.whole_bytes += bytes;
+        self.kept.reserve_exact(1);
+        self.kept.push_back(kept);
     }
 
     /// Forgets those created more than `ttl` before `now` (a receiver would take them
     /// for old ones); the rest as frames, oldest first.
     fn fresh(&mut self, now: Millis, ttl: Millis) -> Vec<Arc<Message>> {
-        self.0.retain(|k| k.created().saturating_add(ttl) >= now);
-        self.0.iter().map(Kept::message).collect()
+        let whole_bytes = &mut self.whole_bytes;
+        self.kept.retain(|k| {
+            let keep = k.created().saturating_add(ttl) >= now;
+            if !keep {
+                *whole_bytes -= k.bytes();
+            }
+            keep
+        });
+        self.kept.iter().map(Kept::message).collect()
+    }
+}
+
+/// The length of `g`'s text and of its payload as JSON.
+fn text_and_payload_bytes(g: &Gossip) -> usize {
+    let mut count = ByteCount(0);
+    if let Some(p) = &g.payload {
+        // Writing to a counter cannot fail; were it to, the length so far still counts.
+        let _ = serde_json::to_writer(&mut count, p);
+    }
+    g.text.len() + count.0
+}
+
+/// An `io::Write` that only counts what it is given.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -145,10 +203,57 @@ impl PeerCore {
 
 #[cfg(test)]
 mod tests {
-    use super::Kept;
+    use super::*;
+
+    fn gossip(seq: u64, text: String) -> Arc<Message> {
+        Arc::new(Message::Gossip(Gossip {
+            origin: SocketAddr::from(([10, 0, 0, 1], 9001)),
+            seq,
+            ts: 1_000 + seq,
+            text,
+            hops: 2,
+            payload: None,
+        }))
+    }
+
+    fn seqs(r: &mut Relayed, now: Millis) -> Vec<u64> {
+        let fresh = r.fresh(now, 10_000);
+        let seq = |m: &Arc<Message>| match m.as_ref() {
+            Message::Gossip(g) => g.seq,
+            _ => 0,
+        };
+        fresh.iter().map(seq).collect()
+    }
 
     #[test]
     fn a_kept_message_takes_32_bytes() {
         assert_eq!(std::mem::size_of::<Kept>(), 32);
+    }
+
+    #[test]
+    fn messages_kept_whole_stay_within_their_byte_budget() {
+        let mut r = Relayed::default();
+        let tenth = WHOLE_BYTES_KEPT / 10;
+        for seq in 1..=12 {
+            r.push(&gossip(seq, "x".repeat(tenth)));
+        }
+        assert_eq!(seqs(&mut r, 1_000), (3..=12).collect::<Vec<_>>());
+        assert_eq!(r.whole_bytes, 10 * tenth);
+        r.push(&gossip(13, "x".repeat(WHOLE_BYTES_KEPT + 1)));
+        assert_eq!(r.kept.len(), 10, "one over the budget is not kept");
+        let plain = gossip_text(1_014, SocketAddr::from(([10, 0, 0, 1], 9001)), 14);
+        r.push(&gossip(14, plain));
+        assert_eq!(r.whole_bytes, 10 * tenth, "a plain one costs no budget");
+        assert_eq!(seqs(&mut r, 11_010), vec![10, 11, 12, 14], "past the TTL");
+        assert_eq!(r.whole_bytes, 3 * tenth, "and their bytes are freed");
+    }
+
+    #[test]
+    fn a_payload_counts_as_its_json() {
+        let Message::Gossip(mut g) = gossip(1, "t".into()).as_ref().clone() else {
+            unreachable!()
+        };
+        g.payload = Some(serde_json::json!({"w": [1, 2]}));
+        assert_eq!(text_and_payload_bytes(&g), 1 + r#"{"w":[1,2]}"#.len());
     }
 }
