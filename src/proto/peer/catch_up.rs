@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::{addrs, PeerCore, OWN_KEPT};
-use crate::proto::message::{gossip_text, is_gossip_text};
+use crate::proto::message::is_gossip_text;
 use crate::proto::{ConnId, Gossip, Message, Millis};
 
 /// Relayed messages kept for a new neighbour: as many as own ones.
@@ -83,14 +83,7 @@ impl Kept {
                 hops,
             } => {
                 let origin = addrs::from_key(origin);
-                Arc::new(Message::Gossip(Gossip {
-                    origin,
-                    seq,
-                    ts,
-                    text: gossip_text(ts, origin, seq),
-                    hops,
-                    payload: None,
-                }))
+                Arc::new(Message::Gossip(Gossip::standard(origin, seq, ts, hops)))
             }
             Kept::Whole(ref m, _) => Arc::clone(m),
         }
@@ -187,14 +180,7 @@ impl PeerCore {
         let first = self.stats.gossip_created + 1 - self.own.len() as u64;
         let origin = self.cfg.addr;
         for (seq, &ts) in (first..).zip(&self.own) {
-            let gossip = Gossip {
-                origin,
-                seq,
-                ts,
-                text: gossip_text(ts, origin, seq),
-                hops: 1,
-                payload: None,
-            };
+            let gossip = Gossip::standard(origin, seq, ts, 1);
             self.out.send_msg(conn, Message::Gossip(gossip));
             self.stats.gossip_frames_sent += 1;
         }
@@ -204,6 +190,7 @@ impl PeerCore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::message::gossip_text;
 
     fn gossip(seq: u64, text: String) -> Arc<Message> {
         Arc::new(Message::Gossip(Gossip {

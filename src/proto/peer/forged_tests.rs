@@ -131,16 +131,7 @@ fn gossip_stamped_beyond_the_seen_ttl_in_the_future_is_one_warning_and_a_close()
     let (mut core, a, b) = peer_with_two_neighbors();
     let origin = addr(9999);
     let ttl = core.cfg.seen_ttl;
-    let forged = |ts: Millis, seq: u64| {
-        Message::Gossip(Gossip {
-            origin,
-            seq,
-            ts,
-            text: gossip_text(ts, origin, seq),
-            hops: 1,
-            payload: None,
-        })
-    };
+    let forged = |ts: Millis, seq: u64| Message::Gossip(Gossip::standard(origin, seq, ts, 1));
     core.message(a, forged(T0 + 10 + ttl + 1, 99), T0 + 10);
     let actions = drain(&mut core);
     assert!(

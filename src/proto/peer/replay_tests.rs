@@ -136,14 +136,7 @@ fn only_the_most_recent_messages_within_the_ttl_go_again() {
 
 /// A message of `origin` number `seq`, created at `ts`, as a neighbour forwards it.
 fn foreign(origin: u16, seq: u64, ts: Millis) -> Message {
-    Message::Gossip(Gossip {
-        origin: addr(origin),
-        seq,
-        ts,
-        text: gossip_text(ts, addr(origin), seq),
-        hops: 1,
-        payload: None,
-    })
+    Message::Gossip(Gossip::standard(addr(origin), seq, ts, 1))
 }
 
 /// (origin port, seq) of every gossip frame sent on `conn`.
