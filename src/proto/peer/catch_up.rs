@@ -114,7 +114,7 @@ impl Relayed {
             let Some(old) = self.kept.pop_front() else {
                 break;
             };
-            self.whole_bytes -= old.bytes();
+            self.whole_bytes = self.whole_bytes.saturating_sub(old.bytes());
         }
         self.whole_bytes += bytes;
         self.kept.reserve_exact(1);
@@ -128,7 +128,7 @@ impl Relayed {
         self.kept.retain(|k| {
             let keep = k.created().saturating_add(ttl) >= now;
             if !keep {
-                *whole_bytes -= k.bytes();
+                *whole_bytes = whole_bytes.saturating_sub(k.bytes());
             }
             keep
         });
