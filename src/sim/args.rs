@@ -26,7 +26,7 @@ pub struct SimArgs {
     /// The frame types `--loss` applies to: `all`, or `type` names separated by commas.
     /// By default the traffic that flows all the time (gossip and liveness); `all` also
     /// drops one-off handshake frames (`register`, `peer_list`, `hello`), which delays a
-    /// peer's join: it then gets only the last 32 messages each new neighbour relayed.
+    /// peer's join: it then gets only the last 256 messages each new neighbour relayed.
     #[arg(long, default_value = "gossip,liveness_request,liveness_reply")]
     pub loss_types: FrameKinds,
     /// F@T..T2: a fraction F of the peers is cut off from the other peers and the seeds
