@@ -97,8 +97,8 @@ impl Kept {
 }
 
 /// The last messages this peer relayed, oldest first: at most [`RELAYED_KEPT`], and of
-/// those kept whole at most [`WHOLE_BYTES_KEPT`] bytes. The queue grows one slot at a
-/// time (it is short): no doubling leaves slack in each peer.
+/// those kept whole at most [`WHOLE_BYTES_KEPT`] bytes. The queue grows by a quarter at
+/// a time, not doubling, so that little room is left unused in each peer.
 #[derive(Debug, Default)]
 pub(super) struct Relayed {
     kept: VecDeque<Kept>,
@@ -123,7 +123,12 @@ impl Relayed {
             self.whole_bytes = self.whole_bytes.saturating_sub(old.bytes());
         }
         self.whole_bytes += bytes;
-        self.kept.reserve_exact(1);
+        if self.kept.len() == self.kept.capacity() {
+            // A quarter more at a time: few copies, little slack in each of many peers.
+            let room = RELAYED_KEPT.saturating_sub(self.kept.len()).max(1);
+            self.kept
+                .reserve_exact((self.kept.len() / 4).clamp(1, room));
+        }
         self.kept.push_back(kept);
     }
 
