@@ -471,7 +471,8 @@ impl<S: Sink> Driver<S> {
     /// Before a node judges its connections' liveness: those whose input this loop has
     /// not read yet (it is behind) are alive, since their remotes sent it, and so are
     /// those whose remote read what we could not write before (it is behind). A loop
-    /// [`BEHIND`] on its input judges nobody: all count as alive.
+    /// [`BEHIND`] on its input also says so: the node then excuses remotes heard from
+    /// lately, as their answers may be waiting (see [`Node::loop_behind`]).
     fn tell_input_waiting(&mut self, node: usize, now: Millis) {
         let behind = self.behind();
         let Some(h) = self.nodes.get(node) else {
@@ -480,13 +481,16 @@ impl<S: Sink> Driver<S> {
         let mut alive = Vec::new();
         for (id, key) in &h.conns {
             if let Some(Entry::Conn(c)) = self.entries.get_mut(*key) {
-                if c.take_remote_read() || c.unread || behind {
+                if c.take_remote_read() || c.unread {
                     alive.push(*id);
                 }
             }
         }
         for id in alive {
             self.core(node, |core| core.input_waiting(id, now));
+        }
+        if behind {
+            self.core(node, Node::loop_behind);
         }
     }
 

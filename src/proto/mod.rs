@@ -153,6 +153,14 @@ impl Node {
     pub fn input_waiting(&mut self, conn: ConnId, now: Millis) {
         dispatch!(self, c => c.input_waiting(conn, now))
     }
+    /// The loop is behind on its input (its oldest unread input has waited a second or
+    /// more): an answer may be waiting unread here, or at a remote as loaded. The timer
+    /// fired next (a liveness check, a report's verification, an idle sweep) excuses a
+    /// remote heard from within [`EXCUSED_SILENCE`] liveness intervals, counting neither
+    /// a miss nor an answer, and closes nothing for being idle.
+    pub fn loop_behind(&mut self) {
+        dispatch!(self, c => c.loop_behind())
+    }
     /// A frame arrived on `conn`.
     pub fn message(&mut self, conn: ConnId, msg: Message, now: Millis) {
         dispatch!(self, c => c.message(conn, msg, now))
@@ -257,6 +265,17 @@ impl Link {
     pub(crate) fn is_idle(&self, now: Millis, idle_timeout: Millis) -> bool {
         now.saturating_sub(self.last_heard) >= idle_timeout
     }
+}
+
+/// While the loop is behind, a remote silent for this many liveness intervals or more is
+/// judged all the same: a frozen node sends nothing at all, while a live one, however far
+/// behind its own loop, keeps forwarding gossip or takes what we write. So a failure is
+/// still found, about this many intervals later than on an idle host, and not never.
+pub const EXCUSED_SILENCE: u64 = 2;
+
+/// Whether a check made while the loop is behind excuses a remote last heard at `heard`.
+pub(crate) fn excused(heard: Millis, now: Millis, liveness_interval: Millis) -> bool {
+    now.saturating_sub(heard) < EXCUSED_SILENCE.saturating_mul(liveness_interval)
 }
 
 /// How often to sweep for idle connections: twice per timeout, never more than once a ms.

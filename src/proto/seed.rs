@@ -11,8 +11,8 @@ use std::hash::BuildHasherDefault;
 use std::net::SocketAddr;
 
 use super::{
-    idle_conns, sweep_period, Action, ConnId, Disconnect, Event, Link, Message, Millis, Outbox,
-    Timer,
+    excused, idle_conns, sweep_period, Action, ConnId, Disconnect, Event, Link, Message, Millis,
+    Outbox, Timer,
 };
 
 /// A seed's settings.
@@ -74,6 +74,8 @@ pub struct SeedCore {
     liveness_due: Millis,
     sweep_due: Millis,
     verify_due: Option<Millis>,
+    /// Set by [`SeedCore::loop_behind`], taken by the next timer.
+    behind: bool,
 }
 
 impl SeedCore {
@@ -88,6 +90,7 @@ impl SeedCore {
             liveness_due: 0,
             sweep_due: 0,
             verify_due: None,
+            behind: false,
         }
     }
 
@@ -166,12 +169,18 @@ impl SeedCore {
         }
     }
 
+    /// See [`crate::proto::Node::loop_behind`].
+    pub fn loop_behind(&mut self) {
+        self.behind = true;
+    }
+
     pub fn timer(&mut self, timer: Timer, now: Millis) {
+        let behind = std::mem::take(&mut self.behind);
         match timer {
-            Timer::Liveness if now >= self.liveness_due => self.check_liveness(now),
-            Timer::IdleSweep if now >= self.sweep_due => self.sweep_idle(now),
+            Timer::Liveness if now >= self.liveness_due => self.check_liveness(now, behind),
+            Timer::IdleSweep if now >= self.sweep_due => self.sweep_idle(now, behind),
             Timer::Verify if self.verify_due.is_some_and(|due| now >= due) => {
-                self.verify_reports(now)
+                self.verify_reports(now, behind)
             }
             _ => {}
         }
@@ -282,16 +291,28 @@ impl SeedCore {
         }
     }
 
-    /// Removes the reported peers that did not answer the seed's check in time.
-    fn verify_reports(&mut self, now: Millis) {
+    /// Removes the reported peers that did not answer the seed's check in time. While the
+    /// loop is `behind`, one heard from recently gets another interval to answer.
+    fn verify_reports(&mut self, now: Millis, behind: bool) {
         self.verify_due = None;
         let mut unanswered = Vec::new();
         let mut next: Option<Millis> = None;
         for addr in &self.list {
-            match self.registered.get(addr).and_then(|r| r.suspect) {
-                Some((reporter, deadline)) if deadline <= now => unanswered.push((*addr, reporter)),
-                Some((_, deadline)) => next = Some(next.map_or(deadline, |n| n.min(deadline))),
-                None => {}
+            let Some(reg) = self.registered.get_mut(addr) else {
+                continue;
+            };
+            let Some((reporter, deadline)) = reg.suspect else {
+                continue;
+            };
+            let mut deadline = deadline;
+            if deadline <= now && behind && heard_lately(&self.conns, reg, now, &self.cfg) {
+                deadline = now + self.cfg.liveness_interval;
+                reg.suspect = Some((reporter, deadline));
+            }
+            if deadline <= now {
+                unanswered.push((*addr, reporter));
+            } else {
+                next = Some(next.map_or(deadline, |n| n.min(deadline)));
             }
         }
         for (addr, reporter) in unanswered {
@@ -319,7 +340,9 @@ impl SeedCore {
         self.out.log(Event::PeerRemoved { addr, reason });
     }
 
-    fn check_liveness(&mut self, now: Millis) {
+    /// Counts a miss for each peer that did not answer the last check (excused while the
+    /// loop is `behind`, if heard from recently), removes one at the limit, asks the rest.
+    fn check_liveness(&mut self, now: Millis, behind: bool) {
         self.liveness_due = now + self.cfg.liveness_interval;
         self.out.timer(self.liveness_due, Timer::Liveness);
         let mut dead = Vec::new();
@@ -327,7 +350,8 @@ impl SeedCore {
             let Some(reg) = self.registered.get_mut(addr) else {
                 continue;
             };
-            if reg.awaiting_reply || reg.conn.is_none() {
+            let missed = reg.awaiting_reply || reg.conn.is_none();
+            if missed && !(behind && heard_lately(&self.conns, reg, now, &self.cfg)) {
                 reg.misses += 1;
                 self.out.log(Event::LivenessMiss {
                     addr: *addr,
@@ -353,9 +377,13 @@ impl SeedCore {
         }
     }
 
-    fn sweep_idle(&mut self, now: Millis) {
+    /// Closes connections silent for the idle timeout; none while the loop is behind.
+    fn sweep_idle(&mut self, now: Millis, behind: bool) {
         self.sweep_due = now + sweep_period(self.cfg.idle_timeout);
         self.out.timer(self.sweep_due, Timer::IdleSweep);
+        if behind {
+            return;
+        }
         let timeout = self.cfg.idle_timeout;
         let links = self.conns.iter().map(|(id, c)| (id, &c.link));
         for conn in idle_conns(links, now, timeout) {
@@ -384,6 +412,21 @@ impl SeedCore {
             }
         }
     }
+}
+
+/// Whether a registered peer's connection carried a frame (or unread input) lately enough
+/// to be excused while the loop is behind.
+fn heard_lately(
+    conns: &BTreeMap<ConnId, SeedConn>,
+    reg: &Registration,
+    now: Millis,
+    cfg: &SeedConfig,
+) -> bool {
+    let heard = reg
+        .conn
+        .and_then(|c| conns.get(&c))
+        .map(|c| c.link.last_heard);
+    heard.is_some_and(|h| excused(h, now, cfg.liveness_interval))
 }
 
 /// `rand::seq::index::sample(rng, length, amount)`, the same indices from the same draws,

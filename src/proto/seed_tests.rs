@@ -611,3 +611,66 @@ fn input_waiting_from_a_reported_peer_refutes_the_report() {
     seed.timer(Timer::Verify, T0 + 10 + INTERVAL);
     assert_eq!(seed.peers(), &[addr(9001)]);
 }
+
+#[test]
+fn a_check_while_the_loop_is_behind_excuses_only_peers_heard_lately() {
+    let mut seed = started(256);
+    register(&mut seed, 9001, T0);
+    let (c2, _) = register(&mut seed, 9002, T0);
+    liveness_check(&mut seed, 1);
+    seed.message(c2, liveness_reply(9002), T0 + 1_500);
+    drain(&mut seed);
+    assert_eq!(
+        misses_logged(&liveness_check(&mut seed, 2)),
+        vec![(addr(9001), 1)]
+    );
+    // Asked at 2 s, neither answers: 9001 was last heard at T0, 9002 at 1.5 s.
+    seed.loop_behind();
+    let behind = misses_logged(&liveness_check(&mut seed, 3));
+    assert_eq!(behind, vec![(addr(9001), 2)], "9002 excused");
+    seed.loop_behind();
+    let silent = misses_logged(&liveness_check(&mut seed, 4));
+    assert_eq!(silent, vec![(addr(9001), 3), (addr(9002), 1)]);
+    assert_eq!(seed.peers(), &[addr(9002)], "9001 removed while behind");
+    assert_eq!(
+        misses_logged(&liveness_check(&mut seed, 5)),
+        vec![(addr(9002), 2)]
+    );
+}
+
+#[test]
+fn a_report_verified_while_the_loop_is_behind_waits_for_a_peer_heard_lately() {
+    let mut seed = started(256);
+    let (c1, _) = register(&mut seed, 9001, T0);
+    register(&mut seed, 9002, T0);
+    let reporter = seed.accept(ephemeral(9009), T0);
+    seed.message(reporter, report(9001, 9009), T0 + 10);
+    seed.message(reporter, report(9002, 9009), T0 + 10);
+    drain(&mut seed);
+    seed.message(
+        c1,
+        Message::LivenessRequest {
+            ts: 1,
+            from: addr(9001),
+        },
+        T0 + 5,
+    );
+    drain(&mut seed);
+    // Both were heard within two intervals: neither is removed at the deadline.
+    seed.loop_behind();
+    seed.timer(Timer::Verify, T0 + 10 + INTERVAL);
+    assert!(events(&drain(&mut seed)).is_empty());
+    assert_eq!(seed.peers(), &[addr(9001), addr(9002)]);
+    // 9001 answers meanwhile; 9002, silent since T0, is removed once its silence is long.
+    seed.message(c1, liveness_reply(9001), T0 + 1_500);
+    let refuted = events(&drain(&mut seed));
+    assert!(matches!(
+        refuted.as_slice(),
+        [Event::DeadNodeRefuted { .. }]
+    ));
+    seed.loop_behind();
+    seed.timer(Timer::Verify, T0 + 10 + 2 * INTERVAL);
+    let removed = event_names(&drain(&mut seed));
+    assert_eq!(removed, vec!["peer_removed"]);
+    assert_eq!(seed.peers(), &[addr(9001)]);
+}

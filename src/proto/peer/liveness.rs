@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::{PeerCore, MAX_REFRESH_BACKOFF};
-use crate::proto::{ConnId, Event, Message, Millis, Timer};
+use crate::proto::{excused, ConnId, Event, Message, Millis, Timer};
 
 impl PeerCore {
     pub(super) fn on_liveness_request(&mut self, conn: ConnId, ts: Millis, from: SocketAddr) {
@@ -30,6 +30,11 @@ impl PeerCore {
         c.link.last_heard = now;
     }
 
+    /// See [`crate::proto::Node::loop_behind`].
+    pub fn loop_behind(&mut self) {
+        self.behind = true;
+    }
+
     pub(super) fn on_liveness_reply(&mut self, addr: SocketAddr, ts: Millis) {
         self.out.log(Event::LivenessReply {
             from: addr,
@@ -37,11 +42,14 @@ impl PeerCore {
         });
     }
 
-    pub(super) fn check_liveness(&mut self, now: Millis) {
+    /// Counts a miss for each neighbour that sent nothing since it was last asked, reports
+    /// one that reached the limit, and asks every connected one again. While the loop is
+    /// `behind`, a neighbour heard from recently is excused: its misses stay as they were.
+    pub(super) fn check_liveness(&mut self, now: Millis, behind: bool) {
         self.liveness_due = now + self.cfg.liveness_interval;
         self.out.timer(self.liveness_due, Timer::Liveness);
         let me = self.cfg.addr;
-        let limit = self.cfg.liveness_misses;
+        let (limit, interval) = (self.cfg.liveness_misses, self.cfg.liveness_interval);
         let (mut dead, mut back) = (Vec::new(), Vec::new());
         for (addr, n) in self.neighbors.iter_mut() {
             // Any frame from a neighbour proves it alive, as a reply does: under load,
@@ -52,12 +60,13 @@ impl PeerCore {
                 .and_then(|c| self.conns.get(&c))
                 .map(|c| c.link.last_heard);
             let answered = n.asked_at.is_none_or(|t| heard.is_some_and(|h| h >= t));
+            let excused = behind && heard.is_some_and(|h| excused(h, now, interval));
             if let (true, Some(conn)) = (answered, n.conn) {
                 // One that had missed a check may have missed our messages too.
                 if std::mem::take(&mut n.misses) > 0 {
                     back.push(conn);
                 }
-            } else {
+            } else if !excused {
                 n.misses += 1;
                 let (addr, misses) = (*addr, n.misses);
                 self.out.log(Event::LivenessMiss { addr, misses });

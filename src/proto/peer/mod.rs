@@ -172,6 +172,8 @@ pub struct PeerCore {
     own: VecDeque<Millis>,
     /// The last messages relayed, for a neighbour that links up after they went out.
     relayed: Relayed,
+    /// Set by [`PeerCore::loop_behind`], taken by the next timer.
+    behind: bool,
 }
 
 /// The longest wait between two peer-list refreshes, in liveness intervals.
@@ -215,6 +217,7 @@ impl PeerCore {
             refresh_backoff: 1,
             own: VecDeque::new(),
             relayed: Relayed::default(),
+            behind: false,
         }
     }
 
@@ -348,15 +351,16 @@ impl PeerCore {
     }
 
     pub fn timer(&mut self, timer: Timer, now: Millis) {
+        let behind = std::mem::take(&mut self.behind);
         match timer {
             Timer::Gossip if self.gossip_due.is_some_and(|due| now >= due) => {
                 self.create_gossip(now)
             }
-            Timer::Liveness if now >= self.liveness_due => self.check_liveness(now),
+            Timer::Liveness if now >= self.liveness_due => self.check_liveness(now, behind),
             Timer::SeedRetry if self.seed_retry_due.is_some_and(|due| now >= due) => {
                 self.retry_seeds(now)
             }
-            Timer::IdleSweep if now >= self.sweep_due => self.sweep_idle(now),
+            Timer::IdleSweep if now >= self.sweep_due => self.sweep_idle(now, behind),
             _ => {}
         }
     }
@@ -620,9 +624,14 @@ impl PeerCore {
         }
     }
 
-    fn sweep_idle(&mut self, now: Millis) {
+    /// Closes connections silent for the idle timeout; none while the loop is behind
+    /// (their input may be waiting unread).
+    fn sweep_idle(&mut self, now: Millis, behind: bool) {
         self.sweep_due = now + sweep_period(self.cfg.idle_timeout);
         self.out.timer(self.sweep_due, Timer::IdleSweep);
+        if behind {
+            return;
+        }
         let timeout = self.cfg.idle_timeout;
         let links = self.conns.iter().map(|(id, c)| (id, &c.link));
         for conn in idle_conns(links, now, timeout) {

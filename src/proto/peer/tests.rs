@@ -735,3 +735,33 @@ fn stale_timer_wake_ups_do_nothing() {
 
 // After the helpers and macros above, which it uses.
 mod seeds;
+
+#[test]
+fn a_check_while_the_loop_is_behind_excuses_only_neighbours_heard_lately() {
+    let (mut h, conns) = Harness::with_neighbors(&[peer(9001), peer(9002)]);
+    h.core
+        .message(conns[1], gossip_msg(peer(9002), 1), T0 + 900);
+    h.drain();
+    h.check(1);
+    // Asked at 1 s, neither answers; 9001 was last heard at T0, 9002 at 0.9 s.
+    h.core.loop_behind();
+    assert_eq!(misses(&h.check(2)), vec![(peer(9001), 1)], "9002 excused");
+    h.core.loop_behind();
+    let silent = misses(&h.check(3));
+    assert_eq!(silent, vec![(peer(9001), 2), (peer(9002), 1)]);
+    assert_eq!(misses(&h.check(4)), vec![(peer(9001), 3), (peer(9002), 2)]);
+    assert_eq!(h.neighbors(), vec![peer(9002)], "9001 reported");
+}
+
+#[test]
+fn a_silent_neighbour_is_reported_while_the_loop_stays_behind() {
+    let (mut h, _) = Harness::with_neighbors(&[peer(9001)]);
+    h.check(1);
+    for k in 2..=4 {
+        h.core.loop_behind();
+        let check = h.check(k);
+        let expected = u32::try_from(k - 1).unwrap_or(u32::MAX);
+        assert_eq!(misses(&check), vec![(peer(9001), expected)]);
+    }
+    assert!(h.neighbors().is_empty(), "reported after three misses");
+}
