@@ -14,6 +14,7 @@ mod io;
 pub mod listener;
 pub mod sendq;
 pub mod signals;
+mod strain;
 
 use mio::event::Source;
 use mio::net::TcpListener;
@@ -89,6 +90,9 @@ pub struct NetStats {
     pub busy_ms: u64,
     pub max_turn_ms: u64,
     pub max_timer_lag_ms: u64,
+    /// How long the host's TCP memory excused every remote's silence (see `strain`).
+    #[serde(default)]
+    pub strained_ms: u64,
 }
 
 impl NetStats {
@@ -105,6 +109,7 @@ impl NetStats {
         self.busy_ms += o.busy_ms;
         self.max_turn_ms = self.max_turn_ms.max(o.max_turn_ms);
         self.max_timer_lag_ms = self.max_timer_lag_ms.max(o.max_timer_lag_ms);
+        self.strained_ms = self.strained_ms.max(o.strained_ms);
     }
 }
 
@@ -179,6 +184,8 @@ pub struct Driver<S: Sink> {
     paused: Vec<accept::Paused>,
     /// With a cluster key every frame sent is sealed and every frame read must open.
     key: Option<ClusterKey>,
+    /// Whether the host's kernel may be dropping what remotes send.
+    strain: strain::Strain,
 }
 
 impl<S: Sink> Driver<S> {
@@ -207,6 +214,7 @@ impl<S: Sink> Driver<S> {
             refusing: Vec::new(),
             paused: Vec::new(),
             key: None,
+            strain: strain::Strain::default(),
         })
     }
 
@@ -371,8 +379,12 @@ impl<S: Sink> Driver<S> {
         let to_end = ev.is_read_closed() || ev.is_error();
         let writable = ev.is_writable() || ev.is_error();
         let readable = ev.is_readable() || to_end;
-        // A connection in the backlog is read in its place there.
-        if readable && (self.backlogged(key) || Instant::now() >= end) && self.defer(key, to_end) {
+        // A connection in the backlog is read in its place there. A seed's are read at
+        // once all the same: they carry only small control frames (registrations, dead-node
+        // reports, liveness), and a report left behind busy peers' gossip would reach the
+        // seed a whole backlog cycle late.
+        let late = Instant::now() >= end && !self.seed_conn(key);
+        if readable && (self.backlogged(key) || late) && self.defer(key, to_end) {
             if writable {
                 self.ready(key, false, true, false);
             }
@@ -390,6 +402,15 @@ impl<S: Sink> Driver<S> {
         self.busy_us += us;
         self.stats.busy_ms = self.busy_us / 1000;
         self.stats.max_turn_ms = self.stats.max_turn_ms.max(us / 1000);
+    }
+
+    /// Whether slab `key` is a connection of a hosted seed.
+    fn seed_conn(&self, key: usize) -> bool {
+        let Some(Entry::Conn(c)) = self.entries.get(key) else {
+            return false;
+        };
+        let seed = self.nodes.get(c.node).map(|h| h.core.role());
+        seed == Some(Role::Seed)
     }
 
     /// Whether slab `key` is a connection with input left from an earlier turn.
@@ -472,8 +493,12 @@ impl<S: Sink> Driver<S> {
     /// not read yet (it is behind) are alive, since their remotes sent it, and so are
     /// those whose remote read what we could not write before (it is behind). A loop
     /// [`BEHIND`] on its input also says so: the node then excuses remotes heard from
-    /// lately, as their answers may be waiting (see [`Node::loop_behind`]).
+    /// lately, as their answers may be waiting (see [`Node::loop_behind`]). While the
+    /// host's TCP memory is strained (see [`strain`]) all count as alive: the kernel may
+    /// be dropping what they send.
     fn tell_input_waiting(&mut self, node: usize, now: Millis) {
+        let strained = self.strain.check_host(Instant::now());
+        self.stats.strained_ms = self.strain.total.as_millis() as u64;
         let behind = self.behind();
         let Some(h) = self.nodes.get(node) else {
             return;
@@ -481,7 +506,7 @@ impl<S: Sink> Driver<S> {
         let mut alive = Vec::new();
         for (id, key) in &h.conns {
             if let Some(Entry::Conn(c)) = self.entries.get_mut(*key) {
-                if c.take_remote_read() || c.unread {
+                if c.take_remote_read() || c.unread || strained {
                     alive.push(*id);
                 }
             }
@@ -489,7 +514,7 @@ impl<S: Sink> Driver<S> {
         for id in alive {
             self.core(node, |core| core.input_waiting(id, now));
         }
-        if behind {
+        if behind && !strained {
             self.core(node, Node::loop_behind);
         }
     }

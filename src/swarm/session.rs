@@ -301,14 +301,15 @@ fn print_report(r: &Report, net: &NetStats, pids: &[u32], outcome: &Outcome) {
     println!("{}", r.render());
     println!(
         "  loop         busy {:.1} s, max turn {} ms, max timer lag {} ms, {} turns ({} over the \
-         read budget); {} reads for {} frames received",
+         read budget); {} reads for {} frames received; host TCP memory strained {:.1} s",
         net.busy_ms as f64 / 1000.0,
         net.max_turn_ms,
         net.max_timer_lag_ms,
         net.turns,
         net.turns_over_budget,
         net.read_calls,
-        net.frames_received
+        net.frames_received,
+        net.strained_ms as f64 / 1000.0
     );
     println!("  workers      pids {pids:?}");
     println!("  outcome      {outcome}");
