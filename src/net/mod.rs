@@ -141,8 +141,9 @@ const READ_CHUNK: usize = 64 * 1024;
 /// whole; a busy connection's input joins the backlog after it.
 pub(super) const FRESH_READ: usize = 4 * 1024;
 /// A loop whose oldest backlog entry has waited this long is behind on its input: its
-/// nodes judge no neighbour's liveness, as the missing answer may be waiting unread here,
-/// or at a remote as loaded as this loop (every node of a swarm's worker shares it).
+/// nodes excuse the neighbours heard from lately, as the missing answer may be waiting
+/// unread here, or at a remote as loaded as this loop (every node of a swarm's worker
+/// shares it).
 const BEHIND: Duration = Duration::from_secs(1);
 /// How long a turn reads before it fires the due timers (and may flush).
 const TURN_BUDGET: Duration = Duration::from_millis(10);
