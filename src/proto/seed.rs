@@ -139,13 +139,21 @@ impl SeedCore {
         self.forget_conn(conn, c.peer);
     }
 
-    /// Bytes from `conn`'s remote wait unread: a sign of life, as a reply would be.
-    pub fn input_waiting(&mut self, conn: ConnId, now: Millis) {
+    /// Bytes from `conn`'s remote, come at `at`, wait unread: a sign of life, as a reply
+    /// would be.
+    pub fn input_waiting(&mut self, conn: ConnId, at: Millis) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        c.link.last_heard = now;
+        c.link.last_heard = c.link.last_heard.max(at);
         self.on_liveness_reply(conn);
+    }
+
+    /// See [`crate::proto::Node::arrived`].
+    pub fn arrived(&mut self, conn: ConnId, at: Millis) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.link.last_heard = at;
+        }
     }
 
     pub fn message(&mut self, conn: ConnId, msg: Message, now: Millis) {
@@ -220,16 +228,16 @@ impl SeedCore {
     /// Every live peer but `asker`, or a uniform sample of `peer_list_max` of them.
     fn peer_list_for(&mut self, asker: SocketAddr) -> Vec<SocketAddr> {
         let max = self.cfg.peer_list_max;
-        let others = self.list.len() - usize::from(self.registered.contains_key(&asker));
+        let skip = self.registered.get(&asker).map(|r| r.index);
+        let others = self.list.len() - usize::from(skip.is_some());
         if others <= max {
             return self.list.iter().copied().filter(|p| *p != asker).collect();
         }
-        let picks = sample_indices(&mut self.rng, self.list.len(), max + 1);
+        let picks = sample_except(&mut self.rng, self.list.len(), skip, max);
         picks
             .into_iter()
             .filter_map(|i| self.list.get(i).copied())
             .filter(|p| *p != asker)
-            .take(max)
             .collect()
     }
 
@@ -429,6 +437,55 @@ fn heard_lately(
     heard.is_some_and(|h| excused(h, now, cfg.liveness_interval))
 }
 
+/// `amount` distinct indices drawn uniformly from `0..length` without `skip`. A seed
+/// with a million peers answers every registration with such a sample: there, drawing
+/// with replacement and drawing again on a repeat (about one sample of 64 in 500 has one)
+/// costs `amount` draws and a bit test each, where rand's Floyd sampling compares every
+/// draw with every earlier one. Dense samples (more than an eighth of the range) go to
+/// [`sample_indices`].
+fn sample_except(
+    rng: &mut SmallRng,
+    length: usize,
+    skip: Option<usize>,
+    amount: usize,
+) -> Vec<usize> {
+    let range = length - usize::from(skip.is_some_and(|s| s < length));
+    let amount = amount.min(range);
+    let mut picks = if amount.saturating_mul(8) > range {
+        sample_indices(rng, range, amount)
+    } else {
+        sparse_sample(rng, range, amount)
+    };
+    if let Some(skip) = skip {
+        // Indices from `skip` on name the entry one further along.
+        for i in picks.iter_mut().filter(|i| **i >= skip) {
+            *i += 1;
+        }
+    }
+    picks
+}
+
+/// `amount` distinct indices below `range`, for `amount` far below `range`: a 1,024-bit
+/// filter on the low bits of each draw rules out a repeat without a search, except on
+/// the few draws that share bits with an earlier one.
+fn sparse_sample(rng: &mut SmallRng, range: usize, amount: usize) -> Vec<usize> {
+    let mut picks: Vec<usize> = Vec::with_capacity(amount);
+    let mut filter = [0u64; 16];
+    while picks.len() < amount {
+        let i = rng.random_range(0..range);
+        let Some(word) = filter.get_mut((i >> 6) & 15) else {
+            continue;
+        };
+        let bit = 1u64 << (i & 63);
+        if *word & bit != 0 && picks.contains(&i) {
+            continue;
+        }
+        *word |= bit;
+        picks.push(i);
+    }
+    picks
+}
+
 /// `rand::seq::index::sample(rng, length, amount)`, the same indices from the same draws,
 /// without its cost of O(length) for mid-sized lists: there rand 0.9 shuffles a full
 /// `Vec` of `length` indices (a fresh, page-faulted allocation per registration once a
@@ -498,6 +555,48 @@ fn rand_shuffles_in_place(length: u32, amount: u32) -> bool {
 #[cfg(test)]
 mod sample_tests {
     use super::*;
+
+    #[test]
+    fn a_sample_except_one_is_distinct_in_range_and_never_the_skipped() {
+        for (length, skip, amount) in [
+            (1_000_000, Some(17), 64),
+            (1_000, Some(999), 64),
+            (100, Some(0), 64),
+            (65, Some(30), 64),
+            (200, None, 64),
+            (5, None, 64),
+        ] {
+            let mut rng = SmallRng::seed_from_u64(7);
+            let picks = sample_except(&mut rng, length, skip, amount);
+            let range = length - usize::from(skip.is_some());
+            assert_eq!(picks.len(), amount.min(range), "length {length}");
+            let distinct: std::collections::BTreeSet<usize> = picks.iter().copied().collect();
+            assert_eq!(distinct.len(), picks.len(), "distinct");
+            assert!(picks.iter().all(|&i| i < length && Some(i) != skip));
+        }
+    }
+
+    #[test]
+    fn a_sparse_sample_is_uniform() {
+        // 20,000 samples of 8 from 1,000 minus index 500: each other index is expected
+        // 160.16 times; a count off by more than 6 standard deviations (about 76) fails.
+        let (length, amount, rounds) = (1_000, 8, 20_000);
+        let mut counts = vec![0u32; length];
+        let mut rng = SmallRng::seed_from_u64(11);
+        for _ in 0..rounds {
+            for i in sample_except(&mut rng, length, Some(500), amount) {
+                counts[i] += 1;
+            }
+        }
+        assert_eq!(counts[500], 0);
+        let expected = f64::from(rounds * amount as u32) / (length - 1) as f64;
+        for (i, &c) in counts.iter().enumerate().filter(|(i, _)| *i != 500) {
+            assert!(
+                (f64::from(c) - expected).abs() < 76.0,
+                "index {i}: {c} draws"
+            );
+        }
+    }
 
     #[test]
     fn the_sample_is_rands_own_for_every_size() {
