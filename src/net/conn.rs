@@ -8,7 +8,7 @@ use std::io::{self, ErrorKind, Read, Write};
 use super::sendq::SendQueue;
 use crate::auth::ClusterKey;
 use crate::codec::FrameDecoder;
-use crate::proto::{ConnId, Disconnect, Message};
+use crate::proto::{ConnId, Disconnect, Message, Millis};
 
 /// What one read pass produced.
 pub enum ReadOutcome {
@@ -31,6 +31,10 @@ pub struct Conn {
     pub unread: bool,
     /// The remote closed or the socket erred: read to the end, no later event will come.
     pub to_end: bool,
+    /// When the latest readiness event for input came: no input read before the next one
+    /// arrived later. A loop behind reads a connection's input seconds after it came, and
+    /// a neighbour is judged by when it sent, not by when this loop got round to it.
+    pub arrived: Option<Millis>,
     decoder: FrameDecoder,
     out: SendQueue,
     /// Frames queued since the last flush: the first one puts the connection on the
@@ -51,6 +55,7 @@ impl Conn {
             connecting: false,
             unread: false,
             to_end: false,
+            arrived: None,
             decoder: FrameDecoder::new(max_frame),
             out: SendQueue::default(),
             queued_since_flush: 0,

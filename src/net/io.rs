@@ -93,6 +93,7 @@ impl<S: Sink> Driver<S> {
             return;
         };
         let (node, id) = (c.node, c.id);
+        let arrived = c.arrived.unwrap_or(now).min(now);
         if !self
             .nodes
             .get(node)
@@ -124,10 +125,15 @@ impl<S: Sink> Driver<S> {
         // One message at a time, each one's actions carried out before the next: a core
         // given a whole read at once would queue hundreds of actions, and its queue would
         // keep that capacity for good, in every one of thousands of peers.
+        let heard = !inbox.is_empty() || dropped > 0;
         for msg in inbox.drain(..) {
             self.core(node, |core| core.message(id, msg, now));
         }
         self.inbox = inbox;
+        // What was read came by `arrived`, however late this loop read it.
+        if heard && arrived < now {
+            self.core(node, |core| core.arrived(id, arrived));
+        }
         match outcome {
             ReadOutcome::Open => {}
             ReadOutcome::More => self.defer_read(key),

@@ -380,6 +380,12 @@ impl<S: Sink> Driver<S> {
         let to_end = ev.is_read_closed() || ev.is_error();
         let writable = ev.is_writable() || ev.is_error();
         let readable = ev.is_readable() || to_end;
+        if readable {
+            let now = self.now();
+            if let Some(Entry::Conn(c)) = self.entries.get_mut(key) {
+                c.arrived = Some(now);
+            }
+        }
         // A connection in the backlog is read in its place there. A seed's are read at
         // once all the same: they carry only small control frames (registrations, dead-node
         // reports, liveness), and a report left behind busy peers' gossip would reach the
@@ -491,7 +497,8 @@ impl<S: Sink> Driver<S> {
     }
 
     /// Before a node judges its connections' liveness: those whose input this loop has
-    /// not read yet (it is behind) are alive, since their remotes sent it, and so are
+    /// not read yet (it is behind) are alive as of when that input came, since their
+    /// remotes sent it, and so are
     /// those whose remote read what we could not write before (it is behind). A loop
     /// [`BEHIND`] on its input also says so: the node then excuses remotes heard from
     /// lately, as their answers may be waiting (see [`Node::loop_behind`]). While the
@@ -507,13 +514,18 @@ impl<S: Sink> Driver<S> {
         let mut alive = Vec::new();
         for (id, key) in &h.conns {
             if let Some(Entry::Conn(c)) = self.entries.get_mut(*key) {
-                if c.take_remote_read() || c.unread || strained {
-                    alive.push(*id);
+                // Waiting input counts from when it came; a remote that read what we
+                // wrote, or any remote on a strained host, counts as heard now.
+                let waiting = c.arrived.filter(|_| c.unread);
+                if c.take_remote_read() || strained {
+                    alive.push((*id, now));
+                } else if c.unread {
+                    alive.push((*id, waiting.unwrap_or(now).min(now)));
                 }
             }
         }
-        for id in alive {
-            self.core(node, |core| core.input_waiting(id, now));
+        for (id, at) in alive {
+            self.core(node, |core| core.input_waiting(id, at));
         }
         if behind && !strained {
             self.core(node, Node::loop_behind);

@@ -149,9 +149,14 @@ impl Node {
         dispatch!(self, c => c.closed(conn, why, now))
     }
     /// Bytes from the remote of `conn` wait unread (the loop is behind): the remote is
-    /// alive, as if a frame had come.
-    pub fn input_waiting(&mut self, conn: ConnId, now: Millis) {
-        dispatch!(self, c => c.input_waiting(conn, now))
+    /// alive, as if a frame had come at `at`, when they arrived.
+    pub fn input_waiting(&mut self, conn: ConnId, at: Millis) {
+        dispatch!(self, c => c.input_waiting(conn, at))
+    }
+    /// The frames just handed in on `conn` arrived by `at`, before the `now` they were
+    /// handed in with (the loop read them late): the remote was last heard at `at`.
+    pub fn arrived(&mut self, conn: ConnId, at: Millis) {
+        dispatch!(self, c => c.arrived(conn, at))
     }
     /// The loop is behind on its input (its oldest unread input has waited a second or
     /// more): an answer may be waiting unread here, or at a remote as loaded. The timer
@@ -271,6 +276,8 @@ impl Link {
 /// judged all the same: a frozen node sends nothing at all, while a live one, however far
 /// behind its own loop, keeps forwarding gossip or takes what we write. So a failure is
 /// still found, about this many intervals later than on an idle host, and not never.
+/// Silence counts from when the remote's last input arrived, not from when this loop got
+/// round to reading it: a frozen peer's last frames, read late, are no answer.
 pub const EXCUSED_SILENCE: u64 = 2;
 
 /// Whether a check made while the loop is behind excuses a remote last heard at `heard`.

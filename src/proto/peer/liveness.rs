@@ -22,12 +22,20 @@ impl PeerCore {
         self.out.send_msg(conn, reply);
     }
 
-    /// Bytes from `conn`'s remote wait unread: a sign of life, as a frame would be.
-    pub fn input_waiting(&mut self, conn: ConnId, now: Millis) {
+    /// Bytes from `conn`'s remote, come at `at`, wait unread: a sign of life, as a frame
+    /// would be.
+    pub fn input_waiting(&mut self, conn: ConnId, at: Millis) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        c.link.last_heard = now;
+        c.link.last_heard = c.link.last_heard.max(at);
+    }
+
+    /// See [`crate::proto::Node::arrived`].
+    pub fn arrived(&mut self, conn: ConnId, at: Millis) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.link.last_heard = at;
+        }
     }
 
     /// See [`crate::proto::Node::loop_behind`].

@@ -536,6 +536,31 @@ fn input_waiting_unread_from_a_neighbour_counts_as_a_sign_of_life() {
 }
 
 #[test]
+fn frames_read_late_count_from_when_they_arrived_not_when_they_were_read() {
+    let (mut h, conns) = Harness::with_neighbors(&[peer(9001)]);
+    h.check(1);
+    // Sent before our request of check 1, read only after it: not an answer.
+    let read = T0 + LIVENESS + 2_000;
+    h.core.message(conns[0], gossip_msg(peer(9001), 1), read);
+    h.core.arrived(conns[0], T0 + LIVENESS - 5);
+    h.drain();
+    assert_eq!(
+        misses(&h.check(2)),
+        vec![(peer(9001), 1)],
+        "a miss all the same"
+    );
+    // Input waiting unread since before the request of check 2: no answer either.
+    h.core.input_waiting(conns[0], T0 + 2 * LIVENESS - 5);
+    assert_eq!(misses(&h.check(3)), vec![(peer(9001), 2)]);
+    // What came after a request answers it, however late it is read.
+    h.core
+        .message(conns[0], gossip_msg(peer(9001), 2), T0 + 4 * LIVENESS - 1);
+    h.core.arrived(conns[0], T0 + 3 * LIVENESS + 1);
+    h.drain();
+    assert!(misses(&h.check(4)).is_empty(), "answered");
+}
+
+#[test]
 fn a_lost_outgoing_neighbour_is_redialled_at_the_next_check() {
     let (mut h, conns) = Harness::with_neighbors(&[peer(9001)]);
     let (inbound, _) = h.accept_hello(peer(9002), T0);
