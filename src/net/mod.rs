@@ -498,12 +498,11 @@ impl<S: Sink> Driver<S> {
 
     /// Before a node judges its connections' liveness: those whose input this loop has
     /// not read yet (it is behind) are alive as of when that input came, since their
-    /// remotes sent it, and so are
-    /// those whose remote read what we could not write before (it is behind). A loop
-    /// [`BEHIND`] on its input also says so: the node then excuses remotes heard from
-    /// lately, as their answers may be waiting (see [`Node::loop_behind`]). While the
-    /// host's TCP memory is strained (see [`strain`]) all count as alive: the kernel may
-    /// be dropping what they send.
+    /// remotes sent it, and so are those whose remote read what we could not write
+    /// before (it is behind). A loop [`BEHIND`] on its input also says so: the node then
+    /// excuses remotes heard from lately, as their answers may be waiting (see
+    /// [`Node::loop_behind`]). While the kernel is under TCP memory pressure (see
+    /// [`strain`]) all count as alive: it may be dropping what they send.
     fn tell_input_waiting(&mut self, node: usize, now: Millis) {
         let strained = self.strain.check_host(Instant::now());
         self.stats.strained_ms = self.strain.total.as_millis() as u64;
@@ -516,11 +515,10 @@ impl<S: Sink> Driver<S> {
             if let Some(Entry::Conn(c)) = self.entries.get_mut(*key) {
                 // Waiting input counts from when it came; a remote that read what we
                 // wrote, or any remote on a strained host, counts as heard now.
-                let waiting = c.arrived.filter(|_| c.unread);
                 if c.take_remote_read() || strained {
                     alive.push((*id, now));
                 } else if c.unread {
-                    alive.push((*id, waiting.unwrap_or(now).min(now)));
+                    alive.push((*id, c.arrived.unwrap_or(now).min(now)));
                 }
             }
         }

@@ -3,8 +3,8 @@
 //! Past the pressure threshold of `net.ipv4.tcp_mem` the kernel enters TCP memory
 //! pressure (and leaves it only below the low threshold); under pressure it drops incoming
 //! segments it cannot charge. `/proc/net/protocols` shows that state as the `press` column
-//! of its `TCP` row. A dropped segment is sent again after a retransmission timeout that doubles each time
-//! (up to 120 s), so a live remote can be silent for tens of seconds, its frames dropped
+//! of its `TCP` row. A dropped segment is sent again after a retransmission timeout that
+//! doubles each time (up to 120 s), so a live remote can be silent for tens of seconds, its frames dropped
 //! by our own kernel: a 10,000-peer swarm on 2 cores held 1.8 GiB in kernel TCP buffers
 //! (pressure at 1.46 GiB) and dropped 1.3 M segments. While the stack is so strained, and
 //! for as long again afterwards (at most 120 s, while timeouts that backed off run out),

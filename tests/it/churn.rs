@@ -797,3 +797,57 @@ fn listed_last(seed: &Daemon, peer: &str) -> bool {
         _ => false,
     }
 }
+
+// ----- every neighbour of one peer fails at once -----
+
+/// Every neighbour of one peer fails at the same moment, by crashing or by hanging
+/// silently. The orphan finds them dead (closed connections, or 3 missed checks), asks
+/// the seeds for a fresh list, connects to live peers, and gets every message created
+/// from the failure on: those created while it was cut off through its new neighbours'
+/// catch-up, the rest as usual.
+#[test]
+fn a_peer_whose_every_neighbour_fails_at_once_reconnects_and_misses_nothing() {
+    for how in [Failure::Crash, Failure::Silent] {
+        for rng_seed in [1, 2, 3] {
+            let run = std::panic::catch_unwind(|| orphaned(how, rng_seed));
+            assert!(run.is_ok(), "failed with rng seed {rng_seed}, {how:?}");
+        }
+    }
+}
+
+fn orphaned(how: Failure, rng_seed: u64) {
+    let (peers, fail_at, orphan) = (20, 6_000, 0);
+    let mut net = Net::new(3, peers, 40, rng_seed);
+    net.sim.run_for(fail_at);
+    let index: BTreeMap<SocketAddr, usize> = (0..peers).map(|i| (peer_addr(i), i)).collect();
+    let neighbours = |n: &Net| -> BTreeSet<usize> {
+        let p = n.peer(orphan);
+        let addrs = p.into_iter().flat_map(|p| p.connected_neighbors());
+        addrs.filter_map(|a| index.get(&a).copied()).collect()
+    };
+    let gone = neighbours(&net);
+    assert!(
+        !gone.is_empty(),
+        "rng seed {rng_seed}: no neighbour to fail"
+    );
+    for &i in &gone {
+        net.sim.fail(net.peer_index(i), how);
+    }
+    let back = |n: &Net| neighbours(n).iter().any(|i| !gone.contains(i));
+    let rejoined = net.held_from(100, 15_000, back);
+    let rejoined = rejoined.unwrap_or_else(|| panic!("rng seed {rng_seed}: still alone"));
+    net.sim.run_for(2_000);
+    let since = created(net.sim.events(), EPOCH + fail_at, Millis::MAX);
+    let orphan_only = BTreeSet::from([peer_addr(orphan)]);
+    let (made, expected, missing) = coverage(net.sim.events(), &since, &orphan_only);
+    eprintln!(
+        "rng seed {rng_seed}, {how:?}: {} neighbours failed at {fail_at} ms; a live one \
+         from {rejoined} ms on; messages created since the failure: {made} of {expected}",
+        gone.len()
+    );
+    assert!(expected >= 100, "rng seed {rng_seed}: too few messages");
+    let took = rejoined - fail_at;
+    let limit = u64::from(MISSES + 2) * INTERVAL;
+    assert!(took <= limit, "rng seed {rng_seed}: alone for {took} ms");
+    assert_eq!(made, expected, "rng seed {rng_seed}: {missing:?}");
+}
