@@ -501,8 +501,8 @@ impl<S: Sink> Driver<S> {
     /// remotes sent it, and so are those whose remote read what we could not write
     /// before (it is behind). A loop [`BEHIND`] on its input also says so: the node then
     /// excuses remotes heard from lately, as their answers may be waiting (see
-    /// [`Node::loop_behind`]). While the kernel is under TCP memory pressure (see
-    /// [`strain`]) all count as alive: it may be dropping what they send.
+    /// [`Node::loop_behind`]). While the host's TCP memory is strained (see [`strain`])
+    /// all count as alive: the kernel may be dropping what they send.
     fn tell_input_waiting(&mut self, node: usize, now: Millis) {
         let strained = self.strain.check_host(Instant::now());
         self.stats.strained_ms = self.strain.total.as_millis() as u64;

@@ -1,10 +1,9 @@
 //! The host's TCP memory, as Linux reports it, and whether silence proves anything.
 //!
-//! Past the pressure threshold of `net.ipv4.tcp_mem` the kernel enters TCP memory
-//! pressure (and leaves it only below the low threshold); under pressure it drops incoming
-//! segments it cannot charge. `/proc/net/protocols` shows that state as the `press` column
-//! of its `TCP` row. A dropped segment is sent again after a retransmission timeout that
-//! doubles each time (up to 120 s), so a live remote can be silent for tens of seconds, its frames dropped
+//! Past the low threshold of `net.ipv4.tcp_mem` the kernel starts to regulate TCP memory,
+//! and past the pressure threshold it drops incoming segments it cannot charge. A
+//! dropped segment is sent again after a retransmission timeout that doubles each time
+//! (up to 120 s), so a live remote can be silent for tens of seconds, its frames dropped
 //! by our own kernel: a 10,000-peer swarm on 2 cores held 1.8 GiB in kernel TCP buffers
 //! (pressure at 1.46 GiB) and dropped 1.3 M segments. While the stack is so strained, and
 //! for as long again afterwards (at most 120 s, while timeouts that backed off run out),
@@ -14,24 +13,22 @@
 
 use std::time::{Duration, Instant};
 
-/// Sampled at most this often: one small read of `/proc`.
+/// Sampled at most this often: two small reads of `/proc`.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 /// The longest retransmission timeout (Linux's `TCP_RTO_MAX`): no grace lasts longer.
 const MAX_GRACE: Duration = Duration::from_secs(120);
 
-/// The kernel's TCP memory pressure, from `/proc/net/protocols`: the `press` column
-/// (`yes` or `no`) of the `TCP` row; None when the table has no such row or value.
-pub fn tcp_pressure(protocols: &str) -> Option<bool> {
-    let header = protocols.lines().next()?;
-    let column = header.split_whitespace().position(|w| w == "press")?;
-    let row = protocols
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some("TCP"))?;
-    match row.split_whitespace().nth(column)? {
-        "yes" => Some(true),
-        "no" => Some(false),
-        _ => None,
-    }
+/// Pages of TCP memory in use, from `/proc/net/sockstat`'s `TCP:` line (`... mem N`).
+pub fn sockstat_pages(sockstat: &str) -> Option<u64> {
+    let line = sockstat.lines().find(|l| l.starts_with("TCP:"))?;
+    let mut words = line.split_whitespace();
+    words.find(|w| *w == "mem")?;
+    words.next()?.parse().ok()
+}
+
+/// The low threshold of `/proc/sys/net/ipv4/tcp_mem` (pages): its first field.
+pub fn tcp_mem_low(tcp_mem: &str) -> Option<u64> {
+    tcp_mem.split_whitespace().next()?.parse().ok()
 }
 
 /// Whether the host is strained or in its grace after, from samples of its TCP memory.
@@ -48,10 +45,10 @@ pub struct Strain {
 }
 
 impl Strain {
-    /// Takes one sample: whether the kernel is under TCP memory pressure (None: unknown).
-    pub fn sample(&mut self, pressure: Option<bool>, now: Instant) {
+    /// Takes one sample: `pages` in use against the `low` threshold (None: unknown).
+    pub fn sample(&mut self, pages: Option<u64>, low: Option<u64>, now: Instant) {
         self.count(now);
-        let strained = pressure == Some(true);
+        let strained = matches!((pages, low), (Some(p), Some(l)) if p >= l);
         match (strained, self.since) {
             (true, None) => self.since = Some(now),
             (false, Some(began)) => {
@@ -76,8 +73,11 @@ impl Strain {
             .is_none_or(|t| now.saturating_duration_since(t) >= SAMPLE_EVERY);
         if due {
             self.last_sample = Some(now);
-            let protocols = std::fs::read_to_string("/proc/net/protocols").ok();
-            self.sample(protocols.as_deref().and_then(tcp_pressure), now);
+            let pages = std::fs::read_to_string("/proc/net/sockstat").ok();
+            let low = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_mem").ok();
+            let pages = pages.as_deref().and_then(sockstat_pages);
+            let low = low.as_deref().and_then(tcp_mem_low);
+            self.sample(pages, low, now);
         }
         self.excuses(now)
     }
@@ -97,37 +97,17 @@ impl Strain {
 mod tests {
     use super::*;
 
-    const PROTOCOLS: &str = "\
-protocol  size sockets  memory press maxhdr  slab module     cl co di
-UDP       1536      2       4   NI       0   yes  kernel      y  y  y
-TCP       2304     34     629   yes    192   yes  kernel      y  y  y
-";
+    const SOCKSTAT: &str = "sockets: used 181\nTCP: inuse 34 orphan 33 tw 56273 alloc 34 mem 629\n\
+                            UDP: inuse 2 mem 4\n";
 
     #[test]
-    fn reads_the_tcp_rows_pressure_column() {
-        assert_eq!(tcp_pressure(PROTOCOLS), Some(true));
-        let calm = PROTOCOLS.replace("629   yes", "629   no ");
-        assert_eq!(tcp_pressure(&calm), Some(false));
-        let unknown = PROTOCOLS.replace("629   yes", "629   NI ");
-        assert_eq!(tcp_pressure(&unknown), None);
-        assert_eq!(
-            tcp_pressure("protocol size press\nUDP 1 no\n"),
-            None,
-            "no TCP row"
-        );
-        assert_eq!(
-            tcp_pressure("protocol size\nTCP 1 yes\n"),
-            None,
-            "no press column"
-        );
-        assert_eq!(tcp_pressure(""), None);
-    }
-
-    #[test]
-    fn this_hosts_table_is_read_when_there_is_one() {
-        if let Ok(table) = std::fs::read_to_string("/proc/net/protocols") {
-            assert!(tcp_pressure(&table).is_some(), "{table}");
-        }
+    fn reads_the_tcp_pages_and_the_low_threshold() {
+        assert_eq!(sockstat_pages(SOCKSTAT), Some(629));
+        assert_eq!(tcp_mem_low("287901\t383869\t575802\n"), Some(287_901));
+        assert_eq!(sockstat_pages("UDP: inuse 2 mem 4\n"), None);
+        assert_eq!(sockstat_pages("TCP: inuse 3 mem\n"), None);
+        assert_eq!(tcp_mem_low(""), None);
+        assert_eq!(tcp_mem_low("x 1 2"), None);
     }
 
     #[test]
@@ -135,11 +115,11 @@ TCP       2304     34     629   yes    192   yes  kernel      y  y  y
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
         let mut s = Strain::default();
-        s.sample(Some(false), at(0));
-        assert!(!s.excuses(at(0)), "no pressure");
-        s.sample(Some(true), at(10));
+        s.sample(Some(10), Some(100), at(0));
+        assert!(!s.excuses(at(0)), "under the threshold");
+        s.sample(Some(100), Some(100), at(10));
         assert!(s.excuses(at(10)));
-        s.sample(Some(false), at(40));
+        s.sample(Some(99), Some(100), at(40));
         assert!(s.excuses(at(69)), "30 s strained: 30 s of grace");
         assert!(!s.excuses(at(70)));
         assert_eq!(s.total, Duration::from_secs(30));
@@ -150,8 +130,8 @@ TCP       2304     34     629   yes    192   yes  kernel      y  y  y
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
         let mut s = Strain::default();
-        s.sample(Some(true), at(0));
-        s.sample(Some(false), at(1000));
+        s.sample(Some(5), Some(1), at(0));
+        s.sample(Some(0), Some(1), at(1000));
         assert!(s.excuses(at(1119)));
         assert!(!s.excuses(at(1120)));
     }
@@ -160,7 +140,8 @@ TCP       2304     34     629   yes    192   yes  kernel      y  y  y
     fn an_unknown_host_is_never_strained() {
         let mut s = Strain::default();
         let now = Instant::now();
-        s.sample(None, now);
+        s.sample(None, Some(1), now);
+        s.sample(Some(5), None, now);
         assert!(!s.excuses(now));
     }
 }
