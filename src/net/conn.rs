@@ -31,8 +31,8 @@ pub struct Conn {
     pub unread: bool,
     /// The remote closed or the socket erred: read to the end, no later event will come.
     pub to_end: bool,
-    /// When the latest readiness event for input came: no input read before the next one
-    /// arrived later. A loop behind reads a connection's input seconds after it came, and
+    /// When the poll that reported the latest readiness event for input ran: no input
+    /// read before the next one arrived later. A loop behind reads a connection's input seconds after it came, and
     /// a neighbour is judged by when it sent, not by when this loop got round to it.
     pub arrived: Option<Millis>,
     decoder: FrameDecoder,

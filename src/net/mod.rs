@@ -334,8 +334,9 @@ impl<S: Sink> Driver<S> {
         // behind the backlog of busy ones. The backlog, in the order it formed, gets the
         // rest of the turn and at least half of it. Past the budget, input is left for
         // the next turn so that timers fire and replies go out on time.
+        let polled = self.now();
         for ev in events.iter() {
-            self.event(ev, began + TURN_BUDGET / 2);
+            self.event(ev, began + TURN_BUDGET / 2, polled);
         }
         self.read_backlog(end);
         self.fire_timers();
@@ -365,8 +366,9 @@ impl<S: Sink> Driver<S> {
         }
     }
 
-    /// Handles one readiness event, leaving its input for next turn past `end`.
-    fn event(&mut self, ev: &mio::event::Event, end: Instant) {
+    /// Handles one readiness event reported by the poll at `polled`, leaving its input
+    /// for next turn past `end`.
+    fn event(&mut self, ev: &mio::event::Event, end: Instant, polled: Millis) {
         let key = ev.token().0;
         if ev.token() == SIGNALS {
             if self.signals.as_mut().is_some_and(|s| s.arrived()) {
@@ -381,9 +383,8 @@ impl<S: Sink> Driver<S> {
         let writable = ev.is_writable() || ev.is_error();
         let readable = ev.is_readable() || to_end;
         if readable {
-            let now = self.now();
             if let Some(Entry::Conn(c)) = self.entries.get_mut(key) {
-                c.arrived = Some(now);
+                c.arrived = Some(polled);
             }
         }
         // A connection in the backlog is read in its place there. A seed's are read at
