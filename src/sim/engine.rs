@@ -60,10 +60,21 @@ pub(crate) enum Input {
 #[derive(Debug)]
 pub(crate) struct Scheduled {
     pub(crate) node: u32,
+    /// The entry's place in its batch, set just before the batch is ordered (it sits in
+    /// what would be padding: the entry stays 32 bytes).
+    pub(crate) seq: u32,
     pub(crate) input: Input,
 }
 
 impl Scheduled {
+    pub(crate) fn new(node: u32, input: Input) -> Self {
+        Scheduled {
+            node,
+            seq: 0,
+            input,
+        }
+    }
+
     /// A dial arriving: accepting it changes two nodes' tables, so it runs on its own.
     pub(crate) fn is_accept(&self) -> bool {
         matches!(self.input, Input::Accept { .. })
@@ -321,7 +332,7 @@ impl<'s, 'n> Worker<'s, 'n> {
         route.last_arrival = at;
         let input = Input::Deliver(route.peer_conn, msg);
         let node = route.peer;
-        self.out.scheduled.push((at, Scheduled { node, input }));
+        self.out.scheduled.push((at, Scheduled::new(node, input)));
     }
 
     /// The core closed `conn`: the remote hears of it after a latency (a FIN). A dial not
@@ -363,7 +374,7 @@ impl<'s, 'n> Worker<'s, 'n> {
     }
 
     fn schedule(&mut self, at: Millis, node: u32, input: Input) {
-        self.out.scheduled.push((at, Scheduled { node, input }));
+        self.out.scheduled.push((at, Scheduled::new(node, input)));
     }
 }
 

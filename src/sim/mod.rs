@@ -336,13 +336,11 @@ impl<O: Observer> Sim<O> {
         while let Some((at, mut batch)) = self.queue.pop_due(until) {
             self.now = at;
             self.cuts.heal_due(at);
-            batch.sort_by_key(|s| s.node);
-            if batch.iter().any(Scheduled::is_accept) {
-                let (accepts, rest) = batch.drain(..).partition(Scheduled::is_accept);
-                self.run_batch(accepts, 1);
-                batch = rest;
-            }
-            let batch = self.run_batch(batch, self.threads);
+            order(&mut batch);
+            let accepts = batch.partition_point(Scheduled::is_accept);
+            let (accepts, rest) = batch.split_at_mut(accepts);
+            self.run_batch(accepts, 1);
+            self.run_batch(rest, self.threads);
             self.queue.recycle(batch);
         }
         self.now = self.now.max(until);
@@ -350,20 +348,22 @@ impl<O: Observer> Sim<O> {
     }
 
     /// Runs the inputs of one instant (sorted by node) in up to `threads` shards, and
-    /// queues what they hand back, shard by shard. Gives the batch back for its memory.
-    fn run_batch(&mut self, mut batch: Vec<Scheduled>, threads: usize) -> Vec<Scheduled> {
-        let cuts = shard_starts(&batch, threads, self.split_min);
+    /// queues what they hand back, shard by shard.
+    fn run_batch(&mut self, batch: &mut [Scheduled], threads: usize) {
+        if batch.is_empty() {
+            return;
+        }
+        let cuts = shard_starts(batch, threads, self.split_min);
         self.split_batches += u64::from(!cuts.is_empty());
         let spare: Vec<Output> = (0..=cuts.len())
             .map(|_| self.spare.pop().unwrap_or_default())
             .collect();
         let (net, whole) = self.lend();
-        let parts = split(whole, &mut batch, &cuts);
+        let parts = split(whole, batch, &cuts);
         let outs = run_parts(parts, &net, spare);
         for out in outs {
             self.apply(out);
         }
-        batch
     }
 
     /// What every shard reads now, and every node as one shard to split.
@@ -405,7 +405,21 @@ impl<O: Observer> Sim<O> {
     }
 
     fn schedule(&mut self, at: Millis, node: u32, input: Input) {
-        self.queue.push(at, Scheduled { node, input });
+        self.queue.push(at, Scheduled::new(node, input));
+    }
+}
+
+/// Puts the dials first (they run on their own), then every other input by node, each
+/// node's in the order they were scheduled. In place: a stable sort would allocate
+/// scratch memory as large as half the batch, fresh pages each busy millisecond.
+fn order(batch: &mut [Scheduled]) {
+    for (i, s) in batch.iter_mut().enumerate() {
+        s.seq = i as u32;
+    }
+    if u32::try_from(batch.len()).is_ok() {
+        batch.sort_unstable_by_key(|s| (!s.is_accept(), s.node, s.seq));
+    } else {
+        batch.sort_by_key(|s| (!s.is_accept(), s.node));
     }
 }
 
