@@ -48,6 +48,17 @@ pub enum LayoutError {
         fds: usize,
         suggested: usize,
     },
+    #[error(
+        "each of the {seeds} seeds would hold about {fds} connections from {peers} peers, \
+         more than one worker process can host (it may open {FD_LIMIT} files, and plans \
+         for {FD_BUDGET}); {advice}"
+    )]
+    SeedTooLoaded {
+        seeds: usize,
+        peers: usize,
+        fds: usize,
+        advice: String,
+    },
     #[error("worker {worker} is not one of the {workers} workers")]
     NoSuchWorker { worker: usize, workers: usize },
 }
@@ -84,7 +95,38 @@ pub fn total_fds(s: &StressArgs) -> usize {
 pub fn default_workers(s: &StressArgs, cores: usize) -> usize {
     let by_fds = total_fds(s).div_ceil(FD_BUDGET);
     let by_cores = cores.min((s.peers + s.seeds).div_ceil(NODES_PER_WORKER_MIN));
-    by_fds.max(by_cores).max(1)
+    let workers = by_fds.max(by_cores).max(1);
+    if check_seed_fds(s).is_err() || Layout::spread(s, workers).fits(s) {
+        return workers;
+    }
+    Layout::fewest_workers(s, workers)
+}
+
+/// The fewest seeds (up to the flag's 64) over which `s.peers` peers' registrations fit
+/// one worker's budget per seed, if any.
+fn seeds_that_fit(s: &StressArgs) -> Option<usize> {
+    (s.seeds.max(1)..=64)
+        .find(|&seeds| fds_per_seed(&StressArgs { seeds, ..s.clone() }) <= FD_BUDGET)
+}
+
+/// A seed's registrations cannot be split over workers: it must fit one process.
+fn check_seed_fds(s: &StressArgs) -> Result<(), LayoutError> {
+    let fds = fds_per_seed(s);
+    if s.seeds == 0 || fds <= FD_BUDGET {
+        return Ok(());
+    }
+    let advice = match seeds_that_fit(s) {
+        Some(n) => format!("use --seeds {n} or more, or fewer peers"),
+        None => "use fewer peers (a peer registers with a majority of the seeds, so each \
+                 seed holds at least half of them)"
+            .to_string(),
+    };
+    Err(LayoutError::SeedTooLoaded {
+        seeds: s.seeds,
+        peers: s.peers,
+        fds,
+        advice,
+    })
 }
 
 impl Layout {
@@ -95,6 +137,31 @@ impl Layout {
         if workers == 0 || workers > nodes {
             return Err(LayoutError::TooManyWorkers { workers, nodes });
         }
+        check_seed_fds(s)?;
+        let layout = Layout::spread(s, workers);
+        if layout.fits(s) {
+            return Ok(layout);
+        }
+        let fds = (0..workers).map(|w| layout.fds(s, w));
+        let (worker, fds) = fds.enumerate().max_by_key(|&(_, f)| f).unwrap_or((0, 0));
+        Err(LayoutError::TooFewWorkers {
+            worker,
+            fds,
+            suggested: Layout::fewest_workers(s, workers),
+        })
+    }
+
+    /// The fewest workers, more than `tried`, whose layout fits: the total budget's
+    /// share is a lower bound, but a worker hosting a busy seed has room for fewer peers.
+    fn fewest_workers(s: &StressArgs, tried: usize) -> usize {
+        let nodes = s.peers + s.seeds;
+        let from = total_fds(s).div_ceil(FD_BUDGET).max(tried + 1);
+        (from..=nodes)
+            .find(|&w| Layout::spread(s, w).fits(s))
+            .unwrap_or(nodes)
+    }
+
+    fn spread(s: &StressArgs, workers: usize) -> Layout {
         let seeds: Vec<Vec<usize>> = (0..workers)
             .map(|w| (w..s.seeds).step_by(workers).collect())
             .collect();
@@ -111,9 +178,7 @@ impl Layout {
                 }
             })
             .collect();
-        let layout = Layout { shares };
-        layout.check_fds(s)?;
-        Ok(layout)
+        Layout { shares }
     }
 
     pub fn share(&self, worker: usize) -> Result<&Share, LayoutError> {
@@ -130,19 +195,8 @@ impl Layout {
         })
     }
 
-    fn check_fds(&self, s: &StressArgs) -> Result<(), LayoutError> {
-        let suggested = total_fds(s).div_ceil(FD_BUDGET);
-        for w in 0..self.shares.len() {
-            let fds = self.fds(s, w);
-            if fds > FD_LIMIT {
-                return Err(LayoutError::TooFewWorkers {
-                    worker: w,
-                    fds,
-                    suggested,
-                });
-            }
-        }
-        Ok(())
+    fn fits(&self, s: &StressArgs) -> bool {
+        (0..self.shares.len()).all(|w| self.fds(s, w) <= FD_LIMIT)
     }
 }
 
@@ -282,6 +336,45 @@ mod tests {
             Err(LayoutError::TooFewWorkers { .. })
         ));
         assert!(Layout::new(&args(&["--peers", "2", "--seeds", "1"]), 4).is_err());
+    }
+
+    #[test]
+    fn a_seed_that_cannot_fit_one_process_is_an_error_that_names_the_seeds_needed() {
+        let s = args(&["--peers", "20000", "--seeds", "2"]);
+        let err = Layout::new(&s, default_workers(&s, 2)).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, LayoutError::SeedTooLoaded { .. }), "{text}");
+        assert!(text.contains("--seeds 3 or more"), "{text}");
+        let fit = args(&["--peers", "20000", "--seeds", "3"]);
+        assert!(Layout::new(&fit, default_workers(&fit, 2)).is_ok());
+        let s = args(&["--peers", "40000", "--seeds", "3"]);
+        let text = Layout::new(&s, 30).unwrap_err().to_string();
+        assert!(text.contains("use fewer peers"), "{text}");
+    }
+
+    #[test]
+    fn the_workers_suggested_for_too_few_are_enough() {
+        for (peers, seeds) in [
+            ("10000", "3"),
+            ("20000", "3"),
+            ("5000", "1"),
+            ("28000", "63"),
+        ] {
+            let s = args(&["--peers", peers, "--seeds", seeds]);
+            match Layout::new(&s, 1) {
+                Err(LayoutError::TooFewWorkers { suggested, .. }) => {
+                    assert!(
+                        Layout::new(&s, suggested).is_ok(),
+                        "{peers}/{seeds}: {suggested}"
+                    );
+                    assert!(
+                        Layout::new(&s, default_workers(&s, 2)).is_ok(),
+                        "{peers}/{seeds}"
+                    );
+                }
+                other => panic!("{peers} peers, {seeds} seeds on 1 worker: {other:?}"),
+            }
+        }
     }
 
     #[test]
