@@ -419,6 +419,9 @@ pub struct HostFacts {
     pub wall_s: f64,
     pub cpu_s: f64,
     pub peak_rss_per_worker_kib: Vec<u64>,
+    /// Each worker's RSS before it hosted a node (its code, allocator and buffers).
+    #[serde(default)]
+    pub base_rss_per_worker_kib: Vec<u64>,
 }
 
 /// The report `swarm` and `sim` print and write with `--report`.
@@ -447,6 +450,11 @@ pub struct Report {
     pub warnings: u64,
     pub cpu_us_per_delivery: Option<f64>,
     pub rss_per_peer_bytes: Option<u64>,
+    /// The same without each worker's RSS from before it hosted a node: what the nodes
+    /// themselves took (their state, buffers and queues; kernel socket buffers are not
+    /// in RSS).
+    #[serde(default)]
+    pub node_rss_per_peer_bytes: Option<u64>,
 }
 
 fn ratio(a: u64, b: u64) -> f64 {
@@ -455,6 +463,21 @@ fn ratio(a: u64, b: u64) -> f64 {
     } else {
         a as f64 / b as f64
     }
+}
+
+/// Peak RSS beyond each worker's base, summed, per peer; None without a base for every
+/// worker.
+fn node_rss_per_peer(host: &HostFacts) -> Option<u64> {
+    let (peaks, bases) = (&host.peak_rss_per_worker_kib, &host.base_rss_per_worker_kib);
+    if host.peers == 0 || peaks.is_empty() || bases.len() != peaks.len() || bases.contains(&0) {
+        return None;
+    }
+    let beyond: u64 = peaks
+        .iter()
+        .zip(bases)
+        .map(|(p, b)| p.saturating_sub(*b))
+        .sum();
+    Some(beyond * 1024 / host.peers)
 }
 
 impl Report {
@@ -501,6 +524,7 @@ impl Report {
             cpu_us_per_delivery: (tally.deliveries > 0 && host.cpu_s > 0.0)
                 .then(|| host.cpu_s * 1e6 / tally.deliveries as f64),
             rss_per_peer_bytes: (rss > 0 && host.peers > 0).then(|| rss * 1024 / host.peers),
+            node_rss_per_peer_bytes: node_rss_per_peer(&host),
             host,
         }
     }
@@ -565,10 +589,13 @@ impl Report {
                     opt(self.cpu_us_per_delivery, "")
                 ),
                 format!(
-                    "  memory       peak RSS per worker {:?} KiB, {} bytes per peer",
+                    "  memory       peak RSS per worker {:?} KiB, {} bytes per peer; {} bytes per peer beyond each worker's RSS before its nodes ({:?} KiB)",
                     h.peak_rss_per_worker_kib,
                     self.rss_per_peer_bytes
-                        .map_or("-".into(), |b| b.to_string())
+                        .map_or("-".into(), |b| b.to_string()),
+                    self.node_rss_per_peer_bytes
+                        .map_or("-".into(), |b| b.to_string()),
+                    h.base_rss_per_worker_kib,
                 ),
             ]);
         } else {
@@ -688,6 +715,24 @@ mod tests {
         );
         assert_eq!(r.failures.removal_ms.map(|m| m.max), Some(1_500));
         assert_eq!(r.failures.not_removed, 0);
+    }
+
+    #[test]
+    fn memory_per_peer_counts_what_each_worker_grew_by_past_its_base() {
+        let host = |base: Vec<u64>| HostFacts {
+            peers: 1_000,
+            peak_rss_per_worker_kib: vec![20_000, 18_000],
+            base_rss_per_worker_kib: base,
+            ..HostFacts::default()
+        };
+        let r = Report::new(&Tally::new(), host(vec![4_000, 4_000]));
+        assert_eq!(r.rss_per_peer_bytes, Some(38_000 * 1024 / 1_000));
+        assert_eq!(r.node_rss_per_peer_bytes, Some(30_000 * 1024 / 1_000));
+        // A worker that did not say (an older one) leaves the figure out.
+        for partial in [vec![], vec![4_000], vec![4_000, 0]] {
+            let r = Report::new(&Tally::new(), host(partial));
+            assert_eq!(r.node_rss_per_peer_bytes, None);
+        }
     }
 
     #[test]

@@ -169,6 +169,9 @@ impl Gather {
             peak_rss_per_worker_kib: (self.latest.iter())
                 .map(|p| p.as_ref().map_or(0, |p| p.peak_rss_kib))
                 .collect(),
+            base_rss_per_worker_kib: (self.latest.iter())
+                .map(|p| p.as_ref().map_or(0, |p| p.base_rss_kib))
+                .collect(),
         };
         Report::new(&self.tally(), host)
     }

@@ -69,6 +69,9 @@ pub struct Progress {
     pub sockets: usize,
     pub cpu_s: f64,
     pub peak_rss_kib: u64,
+    /// The worker's RSS when it started, before it bound or hosted a node.
+    #[serde(default)]
+    pub base_rss_kib: u64,
 }
 
 /// What a worker saw of one message since its previous progress message.

@@ -64,10 +64,13 @@ struct Worker<'a> {
     hosted: HashMap<usize, usize>,
     failed: Vec<(SocketAddr, Millis)>,
     t0: Millis,
+    /// RSS before the worker hosted anything: the process's own, not its nodes'.
+    base_rss_kib: u64,
 }
 
 /// Runs one worker; Ok(true) once its report is delivered.
 pub fn run(args: &WorkerArgs) -> Result<bool> {
+    let base_rss_kib = crate::procstat::rss_kib().unwrap_or(0);
     let stress = &args.stress;
     let rng_seed = stress
         .rng_seed
@@ -77,6 +80,7 @@ pub fn run(args: &WorkerArgs) -> Result<bool> {
     let plan = stress.plan(rng_seed);
     let unstarted = bind_share(stress, &share, &Schedule::new(stress, &plan))?;
     let mut w = Worker::new(args, rng_seed, plan, unstarted, &share)?;
+    w.base_rss_kib = base_rss_kib;
     w.announce(args.worker)?;
     let Some((seeds, peers)) = w.await_start()? else {
         return Ok(false);
@@ -187,6 +191,7 @@ impl<'a> Worker<'a> {
             hosted: HashMap::new(),
             failed: Vec::new(),
             t0: 0,
+            base_rss_kib: 0,
         })
     }
 
@@ -359,6 +364,7 @@ impl<'a> Worker<'a> {
             sockets: self.driver.socket_count(),
             cpu_s: crate::procstat::cpu_seconds().unwrap_or(0.0),
             peak_rss_kib: crate::procstat::peak_rss_kib().unwrap_or(0),
+            base_rss_kib: self.base_rss_kib,
         }
     }
 

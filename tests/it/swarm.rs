@@ -171,9 +171,22 @@ fn the_report_of_two_workers_holds_consistent_figures() {
     ] {
         assert!(run.num(field) > 0.0, "{field} missing or zero: {ctx}");
     }
-    let rss = run.report["peak_rss_per_worker_kib"].as_array();
+    let kib = |field: &str| -> Vec<u64> {
+        let list = run.report[field].as_array().cloned().unwrap_or_default();
+        list.iter().filter_map(Value::as_u64).collect()
+    };
+    let (peak, base) = (
+        kib("peak_rss_per_worker_kib"),
+        kib("base_rss_per_worker_kib"),
+    );
+    assert!(peak.len() == 2 && peak.iter().all(|&k| k > 0), "{ctx}");
     assert!(
-        rss.is_some_and(|r| r.len() == 2 && r.iter().all(|k| k.as_u64() > Some(0))),
+        base.len() == 2 && base.iter().zip(&peak).all(|(&b, &p)| 0 < b && b < p),
+        "{ctx}"
+    );
+    let beyond = run.num("node_rss_per_peer_bytes");
+    assert!(
+        0.0 < beyond && beyond < run.num("rss_per_peer_bytes"),
         "{ctx}"
     );
     assert!(run.num("frames_sent") >= run.num("write_calls"), "{ctx}");
