@@ -129,9 +129,11 @@ fn open_events(base: Option<&Path>, worker: usize) -> Result<Option<BufWriter<st
         return Ok(None);
     };
     let path = events_path(base, worker);
+    // Rewritten each run, as `sim` does: a run's file holds that run's events alone.
     let file = OpenOptions::new()
         .create(true)
-        .append(true)
+        .write(true)
+        .truncate(true)
         .open(&path)
         .with_context(|| format!("cannot open the events file {}", path.display()))?;
     Ok(Some(BufWriter::with_capacity(1 << 16, file)))
@@ -400,10 +402,25 @@ fn peer_frames(driver: &Driver<WorkerSink>) -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn each_worker_writes_its_own_events_file() {
         let p = events_path(Path::new("/tmp/run/events.jsonl"), 3);
         assert_eq!(p, PathBuf::from("/tmp/run/events.jsonl.w3"));
+    }
+
+    #[test]
+    fn a_run_rewrites_its_events_file() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let base = dir.path().join("events.jsonl");
+        for line in ["first run\n", "second run\n"] {
+            let mut w = open_events(Some(&base), 0)?.context("an events file")?;
+            w.write_all(line.as_bytes())?;
+            w.flush()?;
+        }
+        let text = std::fs::read_to_string(events_path(&base, 0))?;
+        assert_eq!(text, "second run\n");
+        Ok(())
     }
 }
