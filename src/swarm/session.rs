@@ -135,6 +135,10 @@ pub fn run(args: &SwarmArgs) -> Result<bool> {
         stress.messages,
         stress.gossip_interval
     );
+    if let Some(base) = &stress.events {
+        super::worker::remove_stale_events(base, workers)
+            .with_context(|| format!("cannot remove old events files {}.w*", base.display()))?;
+    }
     let began = Instant::now();
     let sup = Supervisor::spawn(stress, workers, rng_seed)?;
     let mut s = Session {

@@ -124,6 +124,21 @@ fn events_path(base: &Path, worker: usize) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Removes the events files of workers numbered `workers` and up that an earlier run with
+/// more workers left (`FILE.w<n>`, from `n = workers` while they exist), so that every
+/// `FILE.w*` holds this run's events. Returns how many went.
+pub(crate) fn remove_stale_events(base: &Path, workers: usize) -> std::io::Result<usize> {
+    let mut removed = 0;
+    for n in workers.. {
+        match std::fs::remove_file(events_path(base, n)) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(removed)
+}
+
 fn open_events(base: Option<&Path>, worker: usize) -> Result<Option<BufWriter<std::fs::File>>> {
     let Some(base) = base else {
         return Ok(None);
@@ -421,6 +436,24 @@ mod tests {
         }
         let text = std::fs::read_to_string(events_path(&base, 0))?;
         assert_eq!(text, "second run\n");
+        Ok(())
+    }
+
+    #[test]
+    fn files_of_workers_an_earlier_run_had_beyond_this_ones_are_removed() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let base = dir.path().join("ev.jsonl");
+        for n in [0, 1, 2, 3, 5] {
+            std::fs::write(events_path(&base, n), "old\n")?;
+        }
+        assert_eq!(remove_stale_events(&base, 2)?, 2);
+        let left = |n| events_path(&base, n).exists();
+        assert!(left(0) && left(1) && !left(2) && !left(3), "w2 and w3 went");
+        assert!(
+            left(5),
+            "past a gap nothing is touched: it is not this swarm's numbering"
+        );
+        assert_eq!(remove_stale_events(&base, 2)?, 0);
         Ok(())
     }
 }
