@@ -1,7 +1,7 @@
 //! The peer core's cost per gossip frame, on a peer with 4 neighbours: a first receipt
 //! (logged and forwarded to the 3 others), a duplicate absorbed through `Node::deliver`,
 //! and the whole receive path from frame bytes to queued forwards (with its JSON parse
-//! alone beside it, to split the cost).
+//! alone beside it, to split the cost), and a new origin reaching a full seen-cache.
 //!
 //! The peer is set up through the public API only, as a driver would: start, the seeds
 //! answer, the neighbour dials succeed. Every benchmark drains the actions it causes, so
@@ -15,6 +15,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use gossipd::codec::{encode_json, FrameDecoder, DEFAULT_MAX_FRAME, HEADER_LEN};
 use gossipd::proto::message::gossip_text;
+use gossipd::proto::seen::SeenCache;
 use gossipd::proto::{Action, ConnId, Gossip, Message, Millis, Node, PeerConfig, PeerCore};
 
 /// A fixed virtual time: nothing here depends on the clock moving.
@@ -225,6 +226,29 @@ fn bench_parse(c: &mut Criterion) {
     group.finish();
 }
 
+/// A new origin when the seen-cache is full (100,000 origins, the peer's default cap): the
+/// window that expires first makes room. A neighbour sending gossip under ever new
+/// origins makes every frame do this.
+fn bench_seen_new_origin_at_capacity(c: &mut Criterion) {
+    const CAP: u32 = 100_000;
+    let origin = |n: u32| SocketAddr::from((n.to_be_bytes(), 9000));
+    let mut seen = SeenCache::new(10 * 60_000, CAP as usize);
+    for n in 0..CAP {
+        seen.first_sight((origin(n), 1), NOW, NOW);
+    }
+    let mut group = c.benchmark_group("peer");
+    group.throughput(Throughput::Elements(1));
+    let mut next = CAP;
+    group.bench_function("seen_new_origin_at_capacity", |b| {
+        b.iter(|| {
+            next += 1;
+            seen.first_sight((origin(next), 1), NOW, NOW)
+        })
+    });
+    group.finish();
+    assert_eq!(seen.len(), CAP as usize);
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(20)
@@ -235,6 +259,7 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_first_receipt, bench_duplicate, bench_first_receipt_deliver, bench_receive_path, bench_parse
+    targets = bench_first_receipt, bench_duplicate, bench_first_receipt_deliver, bench_receive_path, bench_parse,
+        bench_seen_new_origin_at_capacity
 }
 criterion_main!(benches);

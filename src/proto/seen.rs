@@ -12,7 +12,7 @@
 //! than any before from that origin starts a new incarnation, and anything stamped at or
 //! before the old incarnation's last timestamp is then treated as seen.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{SocketAddr, SocketAddrV4};
 
 use super::Millis;
@@ -79,7 +79,15 @@ impl Window {
 struct Windows {
     v4: HashMap<u64, Window>,
     v6: HashMap<SocketAddr, Window>,
+    /// Every window by (expiry, origin), kept while there are many: finding the window
+    /// that expires first is then a lookup instead of a scan of them all, which a stream
+    /// of new origins past the capacity would make once per frame. None while there are
+    /// few, so the usual handful of origins costs nothing more.
+    by_expiry: Option<BTreeSet<(Millis, SocketAddr)>>,
 }
+
+/// From this many windows on, they are indexed by expiry; below half of it, not.
+const INDEX_FROM: usize = 1024;
 
 fn v4_key(a: &SocketAddrV4) -> u64 {
     (u64::from(a.ip().to_bits()) << 16) | u64::from(a.port())
@@ -104,18 +112,37 @@ impl Windows {
         }
     }
 
+    /// `origin`'s window now expires at `after` instead of `before`.
+    fn moved(&mut self, origin: &SocketAddr, before: Millis, after: Millis) {
+        if let Some(index) = self.by_expiry.as_mut().filter(|_| after != before) {
+            index.remove(&(before, *origin));
+            index.insert((after, *origin));
+        }
+    }
+
     fn insert(&mut self, origin: SocketAddr, w: Window) {
-        match origin {
+        let old = match origin {
             SocketAddr::V4(a) => self.v4.insert(v4_key(&a), w),
             SocketAddr::V6(_) => self.v6.insert(origin, w),
         };
+        if let Some(index) = self.by_expiry.as_mut() {
+            if let Some(old) = old {
+                index.remove(&(old.expires, origin));
+            }
+            index.insert((w.expires, origin));
+        } else if self.len() >= INDEX_FROM {
+            self.by_expiry = Some(self.entries().collect());
+        }
     }
 
     fn remove(&mut self, origin: &SocketAddr) {
-        match origin {
+        let old = match origin {
             SocketAddr::V4(a) => self.v4.remove(&v4_key(a)),
             SocketAddr::V6(_) => self.v6.remove(origin),
         };
+        if let (Some(index), Some(old)) = (self.by_expiry.as_mut(), old) {
+            index.remove(&(old.expires, *origin));
+        }
     }
 
     fn contains_key(&self, origin: &SocketAddr) -> bool {
@@ -126,18 +153,30 @@ impl Windows {
         self.v4.len() + self.v6.len()
     }
 
-    fn retain(&mut self, keep: impl Fn(&Window) -> bool) {
-        self.v4.retain(|_, w| keep(w));
-        self.v6.retain(|_, w| keep(w));
+    /// Drops the windows expired at `now`.
+    fn expire(&mut self, now: Millis) {
+        self.v4.retain(|_, w| w.expires > now);
+        self.v6.retain(|_, w| w.expires > now);
+        if self.len() < INDEX_FROM / 2 {
+            self.by_expiry = None;
+        } else if let Some(index) = self.by_expiry.as_mut() {
+            *index = index.split_off(&(now.saturating_add(1), SocketAddr::from(([0, 0, 0, 0], 0))));
+        }
+    }
+
+    /// (expiry, origin) of every window.
+    fn entries(&self) -> impl Iterator<Item = (Millis, SocketAddr)> + '_ {
+        let v4 = self.v4.iter().map(|(k, w)| (w.expires, from_v4_key(*k)));
+        v4.chain(self.v6.iter().map(|(a, w)| (w.expires, *a)))
     }
 
     /// The origin whose window expires first.
     fn first_to_expire(&self) -> Option<SocketAddr> {
-        let v4 = self.v4.iter().map(|(k, w)| (w.expires, from_v4_key(*k)));
-        let v6 = self.v6.iter().map(|(a, w)| (w.expires, *a));
-        v4.chain(v6)
-            .min_by_key(|(expires, _)| *expires)
-            .map(|(_, a)| a)
+        if let Some(index) = &self.by_expiry {
+            return index.first().map(|(_, a)| *a);
+        }
+        // Ties go to the lowest address, as in the index: not to the hash map's order.
+        self.entries().min().map(|(_, a)| a)
     }
 }
 
@@ -180,22 +219,23 @@ impl SeenCache {
         }
         let (origin, seq) = id;
         let expires = now.max(ts).saturating_add(self.ttl);
-        match self.windows.get_mut(&origin) {
-            Some(w) if w.expires > now && w.has(seq) => {
-                // Seen seq, newer stamp: the origin restarted.
-                *w = Window::new(seq, ts, w.max_ts + 1, expires);
-            }
-            Some(w) if w.expires > now => {
-                w.mark(seq);
-                w.max_ts = w.max_ts.max(ts);
-                w.expires = w.expires.max(expires);
-            }
-            _ => {
-                self.make_room(&origin);
-                self.windows
-                    .insert(origin, Window::new(seq, ts, 0, expires));
-            }
+        let Some(w) = self.windows.get_mut(&origin).filter(|w| w.expires > now) else {
+            self.make_room(&origin);
+            self.windows
+                .insert(origin, Window::new(seq, ts, 0, expires));
+            return true;
+        };
+        let before = w.expires;
+        if w.has(seq) {
+            // Seen seq, newer stamp: the origin restarted.
+            *w = Window::new(seq, ts, w.max_ts + 1, expires);
+        } else {
+            w.mark(seq);
+            w.max_ts = w.max_ts.max(ts);
+            w.expires = w.expires.max(expires);
         }
+        let after = w.expires;
+        self.windows.moved(&origin, before, after);
         true
     }
 
@@ -214,7 +254,7 @@ impl SeenCache {
             return;
         }
         self.next_sweep = now.saturating_add(self.ttl / 4);
-        self.windows.retain(|w| w.expires > now);
+        self.windows.expire(now);
     }
 
     fn make_room(&mut self, origin: &SocketAddr) {
@@ -343,5 +383,76 @@ mod tests {
         let seen = SeenCache::new(1000, 10);
         assert!(seen.is_new(id(1), 0, 0));
         assert!(seen.is_new(id(1), 0, 0));
+    }
+
+    fn v4_origin(n: u32) -> SocketAddr {
+        SocketAddr::from((n.to_be_bytes(), 9000))
+    }
+
+    /// The index, when kept, holds exactly every window's (expiry, origin).
+    fn assert_indexed(seen: &SeenCache) {
+        let w = &seen.windows;
+        let all: BTreeSet<(Millis, SocketAddr)> = w.entries().collect();
+        match &w.by_expiry {
+            Some(index) => assert_eq!(index, &all),
+            None => assert!(all.len() < INDEX_FROM, "{} windows, no index", all.len()),
+        }
+    }
+
+    #[test]
+    fn past_the_capacity_new_origins_push_out_the_windows_that_expire_first() {
+        let cap = 2 * INDEX_FROM;
+        let mut seen = SeenCache::new(1_000_000, cap);
+        for n in 0..cap as u32 {
+            assert!(seen.first_sight((v4_origin(n), 1), u64::from(n), u64::from(n)));
+        }
+        assert!(
+            seen.windows.by_expiry.is_some(),
+            "indexed from INDEX_FROM on"
+        );
+        let at = cap as u64 + 10;
+        for n in 0..500u32 {
+            let origin = v4_origin(1_000_000 + n);
+            assert!(seen.first_sight((origin, 1), at, at));
+        }
+        assert_eq!(seen.len(), cap);
+        assert_indexed(&seen);
+        let gone = (0..cap as u32).filter(|&n| !seen.windows.contains_key(&v4_origin(n)));
+        assert!(
+            gone.eq(0..500),
+            "the 500 heard of longest ago went, in that order"
+        );
+    }
+
+    #[test]
+    fn the_index_goes_when_few_windows_are_left() {
+        let mut seen = SeenCache::new(1_000, 1_000_000);
+        for n in 0..INDEX_FROM as u32 {
+            seen.first_sight((v4_origin(n), 1), 0, 0);
+        }
+        assert!(seen.windows.by_expiry.is_some());
+        seen.first_sight(id(1), 5_000, 5_000);
+        assert_eq!(seen.len(), 1, "the rest expired and were swept");
+        assert!(seen.windows.by_expiry.is_none());
+        assert_indexed(&seen);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_index_follows_every_window(
+            steps in proptest::collection::vec((0u32..3_000, 1u64..40, 0u64..3, 0u64..2), 1..4_000)
+        ) {
+            let mut seen = SeenCache::new(2_000, INDEX_FROM + 300);
+            let mut now = 0;
+            for (i, (origin, seq, age, gap)) in steps.into_iter().enumerate() {
+                now += gap;
+                seen.first_sight((v4_origin(origin), seq), now.saturating_sub(age * 100), now);
+                if i % 97 == 0 {
+                    assert_indexed(&seen);
+                }
+            }
+            assert_indexed(&seen);
+            proptest::prop_assert!(seen.len() <= INDEX_FROM + 300);
+        }
     }
 }
