@@ -198,7 +198,14 @@ impl SeedCore {
         self.out.pop()
     }
 
+    /// A connection registers one address (again and again, to get a fresh list): a
+    /// remote registering others on it would grow the list by one fake peer a frame.
     fn on_register(&mut self, conn: ConnId, addr: SocketAddr) {
+        let earlier = self.conns.get(&conn).and_then(|c| c.peer);
+        if let Some(earlier) = earlier.filter(|e| *e != addr) {
+            let reason = format!("register as {addr} on the connection that registered {earlier}");
+            return self.protocol_error(conn, reason);
+        }
         if let Some(c) = self.conns.get_mut(&conn) {
             c.peer = Some(addr);
         }

@@ -173,6 +173,29 @@ fn registering_twice_keeps_one_entry_and_answers_again() {
 }
 
 #[test]
+fn a_connection_registering_a_second_address_is_closed_and_the_second_not_listed() {
+    let mut seed = started(256);
+    let (c1, _) = register(&mut seed, 9001, T0);
+    for port in 9100..9110 {
+        seed.message(c1, Message::Register { addr: addr(port) }, T0 + 1);
+    }
+    let actions = drain(&mut seed);
+    assert_eq!(
+        closes(&actions),
+        vec![c1],
+        "closed at the first other address"
+    );
+    assert!(sends(&actions).is_empty(), "no peer_list for it");
+    assert_eq!(
+        event_names(&actions),
+        vec!["bad_frame"],
+        "one warning, naming the remote"
+    );
+    assert_eq!(seed.peers(), &[addr(9001)]);
+    assert_eq!(seed.footprint(), [0, 1, 1], "conns, list, registrations");
+}
+
+#[test]
 fn a_list_of_exactly_peer_list_max_others_is_sent_whole() {
     let mut seed = started(3);
     for port in 9001..=9003 {
