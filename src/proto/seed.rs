@@ -6,7 +6,7 @@
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::BuildHasherDefault;
 use std::net::SocketAddr;
 
@@ -70,6 +70,10 @@ pub struct SeedCore {
     /// The peer list, in a Vec so a uniform sample is cheap.
     list: Vec<SocketAddr>,
     registered: HashMap<SocketAddr, Registration>,
+    /// The registered peers with a dead-node report being checked, so that checking the
+    /// reports visits them alone and not the whole list (a remote sending a report a
+    /// millisecond would otherwise make the seed scan its list as often).
+    suspects: BTreeSet<SocketAddr>,
     conns: BTreeMap<ConnId, SeedConn>,
     liveness_due: Millis,
     sweep_due: Millis,
@@ -86,6 +90,7 @@ impl SeedCore {
             out: Outbox::default(),
             list: Vec::new(),
             registered: HashMap::new(),
+            suspects: BTreeSet::new(),
             conns: BTreeMap::new(),
             liveness_due: 0,
             sweep_due: 0,
@@ -106,6 +111,10 @@ impl SeedCore {
     /// How many connections, listed peers and registrations the core holds.
     #[cfg(test)]
     pub(crate) fn footprint(&self) -> [usize; 3] {
+        assert!(
+            self.suspects.len() <= self.registered.len(),
+            "suspects not registered"
+        );
         [self.conns.len(), self.list.len(), self.registered.len()]
     }
 
@@ -279,6 +288,7 @@ impl SeedCore {
         let deadline = now + self.cfg.liveness_interval;
         reg.suspect = Some((reporter, deadline));
         reg.awaiting_reply = true;
+        self.suspects.insert(addr);
         let probe = Message::LivenessRequest {
             ts: now,
             from: self.cfg.addr,
@@ -302,6 +312,7 @@ impl SeedCore {
         reg.awaiting_reply = false;
         reg.misses = 0;
         if let Some((reporter, _)) = reg.suspect.take() {
+            self.suspects.remove(&addr);
             self.out.log(Event::DeadNodeRefuted { addr, reporter });
         }
     }
@@ -312,7 +323,7 @@ impl SeedCore {
         self.verify_due = None;
         let mut unanswered = Vec::new();
         let mut next: Option<Millis> = None;
-        for addr in &self.list {
+        for addr in &self.suspects {
             let Some(reg) = self.registered.get_mut(addr) else {
                 continue;
             };
@@ -346,6 +357,7 @@ impl SeedCore {
         let Some(reg) = self.registered.remove(&addr) else {
             return;
         };
+        self.suspects.remove(&addr);
         self.list.swap_remove(reg.index);
         if let Some(moved) = self.list.get(reg.index).copied() {
             if let Some(m) = self.registered.get_mut(&moved) {

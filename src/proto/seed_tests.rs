@@ -335,6 +335,39 @@ fn a_reported_peer_that_stays_silent_is_removed_after_one_interval_once() {
 }
 
 #[test]
+fn reports_a_millisecond_apart_are_each_checked_at_their_own_deadline() {
+    let mut seed = started(256);
+    let conns: Vec<ConnId> = (0..20)
+        .map(|i| register(&mut seed, 9100 + i, T0).0)
+        .collect();
+    let reporter = seed.accept(ephemeral(9009), T0);
+    for i in 0..10 {
+        seed.message(reporter, report(9100 + i, 9009), T0 + 10 + u64::from(i));
+    }
+    drain(&mut seed);
+    for (i, &conn) in conns.iter().enumerate().take(10).step_by(2) {
+        seed.message(conn, liveness_reply(9100 + i as u16), T0 + 100);
+    }
+    assert_eq!(event_names(&drain(&mut seed)), vec!["dead_node_refuted"; 5]);
+    let mut removed = Vec::new();
+    for i in 0..10 {
+        seed.timer(Timer::Verify, T0 + 10 + i + INTERVAL);
+        for e in events(&drain(&mut seed)) {
+            if let Event::PeerRemoved { addr, .. } = e {
+                removed.push((addr, i));
+            }
+        }
+    }
+    let silent: Vec<(SocketAddr, u64)> = (1..10)
+        .step_by(2)
+        .map(|i| (addr(9100 + i), u64::from(i)))
+        .collect();
+    assert_eq!(removed, silent, "each silent one at its deadline, no other");
+    assert_eq!(seed.peers().len(), 15);
+    assert_eq!(seed.footprint(), [21, 15, 15], "conns, list, registrations");
+}
+
+#[test]
 fn a_report_about_a_peer_already_missing_here_removes_it_at_once() {
     let mut seed = started(256);
     register(&mut seed, 9001, T0);
