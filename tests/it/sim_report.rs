@@ -70,6 +70,41 @@ fn the_same_rng_seed_gives_a_byte_identical_report_and_another_seed_a_different_
     );
 }
 
+/// Writing the events file (every event, the ones the report reads and the rest) does not
+/// change the report.
+#[test]
+fn the_report_is_the_same_with_and_without_an_events_file() {
+    let rng_seed = 5;
+    let args = SimArgs::from_flags(EVENTFUL).unwrap_or_else(|e| panic!("flags: {e}"));
+    let scenario = args
+        .scenario(rng_seed)
+        .unwrap_or_else(|e| panic!("rng seed {rng_seed}: {e}"));
+    let mut file: Vec<u8> = Vec::new();
+    let with_file = simulate(&scenario, Some(&mut file), &mut |_| {})
+        .unwrap_or_else(|e| panic!("rng seed {rng_seed}: {e}"));
+    let text = String::from_utf8_lossy(&file);
+    for kind in [
+        "peer_list_received",
+        "neighbor_connected",
+        "dead_node_reported",
+    ] {
+        assert!(
+            text.contains(&format!("\"event\":\"{kind}\"")),
+            "rng seed {rng_seed}: no {kind} in the events file"
+        );
+    }
+    let r = &with_file.report;
+    assert!(
+        r.warnings > 0 && r.failures.killed > 0,
+        "rng seed {rng_seed}: a run with warnings and kills, to compare"
+    );
+    assert_eq!(
+        json(&with_file),
+        json(&run(EVENTFUL, rng_seed)),
+        "rng seed {rng_seed}"
+    );
+}
+
 #[test]
 fn the_report_fields_are_present_and_consistent() {
     let rng_seed = 11;
