@@ -184,15 +184,17 @@ const MAX_REFRESH_BACKOFF: u64 = 16;
 const OWN_KEPT: usize = 32;
 
 impl PeerCore {
-    pub fn new(cfg: PeerConfig, rng_seed: u64) -> Self {
-        let seeds = cfg
-            .seeds
-            .iter()
-            .map(|&addr| SeedLink {
+    /// The seed addresses move from `cfg` into the core's seed links: a million simulated
+    /// peers would otherwise hold every address twice.
+    pub fn new(mut cfg: PeerConfig, rng_seed: u64) -> Self {
+        let backoff = cfg.seed_retry_min;
+        let seeds = std::mem::take(&mut cfg.seeds)
+            .into_iter()
+            .map(|addr| SeedLink {
                 addr,
                 state: SeedState::Idle,
                 conn: None,
-                backoff: cfg.seed_retry_min,
+                backoff,
                 was_registered: false,
                 asked_at: None,
             })
@@ -223,6 +225,11 @@ impl PeerCore {
 
     pub fn addr(&self) -> SocketAddr {
         self.cfg.addr
+    }
+
+    /// floor(n/2)+1 of the configured seeds (see [`PeerConfig::majority`]).
+    fn majority(&self) -> usize {
+        self.seeds.len() / 2 + 1
     }
 
     pub fn stats(&self) -> PeerStats {
@@ -265,7 +272,7 @@ impl PeerCore {
         self.gossip_not_before = now.saturating_add(self.cfg.gossip_delay);
         let mut order: Vec<usize> = (0..self.seeds.len()).collect();
         order.shuffle(&mut self.rng);
-        order.truncate(self.cfg.majority());
+        order.truncate(self.majority());
         let chosen = order
             .iter()
             .filter_map(|&i| self.seeds.get(i))

@@ -57,7 +57,7 @@ impl PeerCore {
     }
 
     pub(super) fn has_majority(&self) -> bool {
-        self.registered_count() >= self.cfg.majority()
+        self.registered_count() >= self.majority()
     }
 
     pub(super) fn on_peer_list(&mut self, i: usize, peers: Vec<SocketAddr>, now: Millis) {
@@ -140,7 +140,7 @@ impl PeerCore {
             .iter()
             .filter(|s| matches!(s.state, SeedState::Pending | SeedState::Registered))
             .count();
-        if in_flight >= self.cfg.majority() {
+        if in_flight >= self.majority() {
             return;
         }
         let spares: Vec<usize> = (0..self.seeds.len())
