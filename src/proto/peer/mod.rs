@@ -73,11 +73,6 @@ impl PeerConfig {
             max_candidates: 64,
         }
     }
-
-    /// floor(n/2)+1 of the configured seeds.
-    pub fn majority(&self) -> usize {
-        self.seeds.len() / 2 + 1
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,7 +222,7 @@ impl PeerCore {
         self.cfg.addr
     }
 
-    /// floor(n/2)+1 of the configured seeds (see [`PeerConfig::majority`]).
+    /// How many seeds to register with: floor(n/2)+1 of the configured ones.
     fn majority(&self) -> usize {
         self.seeds.len() / 2 + 1
     }
