@@ -9,12 +9,13 @@
 //! split by node over several threads (`engine.rs` says why that changes nothing but the
 //! wall time).
 //!
-//! Files: `queue.rs` (the calendar event queue), `routes.rs` (connections, partitions),
+//! Files: `queue.rs` (the calendar event queue), `batch.rs` (a millisecond's order and shards), `routes.rs` (connections, partitions),
 //! `engine.rs` (carrying out the cores' actions), `frames.rs` (frame sizes and types),
 //! `args.rs` (the command's flags), `scenario.rs` (a stress run: plan, failures,
 //! partitions, report), `watch.rs` (its observer), `command.rs` (printing, files, clock).
 
 mod args;
+mod batch;
 mod command;
 mod engine;
 mod frames;
@@ -34,6 +35,7 @@ pub use args::{Latency, PartitionSpec, SimArgs};
 pub use command::run;
 pub use scenario::{peer_addr, seed_addr, simulate, Outcome, Progress, Scenario, ScenarioError};
 
+use batch::Cut;
 use engine::{Input, Net, Output, Scheduled, Shard, Worker};
 pub use frames::FrameKinds;
 use queue::Calendar;
@@ -286,11 +288,10 @@ impl<O: Observer> Sim<O> {
     /// Closes every connection of `node` (the remotes hear of each after a latency).
     fn close_all(&mut self, node: u32) {
         let out = self.spare.pop().unwrap_or_default();
-        let (net, shard) = self.lend();
+        let (net, shard, mut sink) = self.lend();
         let mut worker = Worker::new(shard, &net, out);
         worker.close_all(node);
-        let out = worker.into_output();
-        self.apply(out);
+        sink.apply(worker.into_output());
     }
 
     /// Starts a failed node again, on the same address, with a fresh core: a process
@@ -336,38 +337,43 @@ impl<O: Observer> Sim<O> {
         while let Some((at, mut batch)) = self.queue.pop_due(until) {
             self.now = at;
             self.cuts.heal_due(at);
-            order(&mut batch);
-            let accepts = batch.partition_point(Scheduled::is_accept);
-            let (accepts, rest) = batch.split_at_mut(accepts);
-            self.run_batch(accepts, 1);
-            self.run_batch(rest, self.threads);
+            let numbered = u32::try_from(batch.len()).is_ok();
+            let dials = match numbered {
+                true => batch::dials_first(&mut batch),
+                false => batch::order_unnumbered(&mut batch),
+            };
+            let (dials, rest) = batch.split_at_mut(dials);
+            self.run_batch(dials, 1, numbered);
+            self.run_batch(rest, self.threads, numbered);
             self.queue.recycle(batch);
         }
         self.now = self.now.max(until);
         self.cuts.heal_due(self.now);
     }
 
-    /// Runs the inputs of one instant (sorted by node) in up to `threads` shards, and
-    /// queues what they hand back, shard by shard.
-    fn run_batch(&mut self, batch: &mut [Scheduled], threads: usize) {
+    /// Runs the inputs of one instant in up to `threads` shards of nodes, each ordered
+    /// on its own thread (unless `numbered` is false: then the batch is in order
+    /// already), and queues what they hand back, shard by shard.
+    fn run_batch(&mut self, batch: &mut [Scheduled], threads: usize, numbered: bool) {
         if batch.is_empty() {
             return;
         }
-        let cuts = shard_starts(batch, threads, self.split_min);
+        let cuts = match numbered {
+            true => batch::cut(batch, threads, self.split_min),
+            false => Vec::new(),
+        };
         self.split_batches += u64::from(!cuts.is_empty());
         let spare: Vec<Output> = (0..=cuts.len())
             .map(|_| self.spare.pop().unwrap_or_default())
             .collect();
-        let (net, whole) = self.lend();
+        let (net, whole, mut sink) = self.lend();
         let parts = split(whole, batch, &cuts);
-        let outs = run_parts(parts, &net, spare);
-        for out in outs {
-            self.apply(out);
-        }
+        run_parts(parts, &net, spare, numbered, |out| sink.apply(out));
     }
 
-    /// What every shard reads now, and every node as one shard to split.
-    fn lend(&mut self) -> (Net<'_>, Shard<'_>) {
+    /// What every shard reads now, every node as one shard to split, and where their
+    /// output goes.
+    fn lend(&mut self) -> (Net<'_>, Shard<'_>, Sink<'_, O>) {
         let net = Net {
             now: self.now,
             model: &self.model,
@@ -382,22 +388,15 @@ impl<O: Observer> Sim<O> {
             routes: self.routes.slice(),
             rngs: &mut self.rngs,
         };
-        (net, whole)
-    }
-
-    /// Queues a shard's output and shows its events to the observer, in order.
-    fn apply(&mut self, mut out: Output) {
-        for (at, s) in out.scheduled.drain(..) {
-            self.queue.push(at, s);
-        }
-        for (addr, event) in out.logged.drain(..) {
-            self.observer.event(self.now, addr, &event);
-        }
-        self.stats.add(&out.stats);
-        out.stats = NetStats::default();
-        if self.spare.len() < self.threads.max(2) {
-            self.spare.push(out);
-        }
+        let sink = Sink {
+            now: self.now,
+            queue: &mut self.queue,
+            observer: &mut self.observer,
+            stats: &mut self.stats,
+            spare: &mut self.spare,
+            keep: self.threads.max(2),
+        };
+        (net, whole, sink)
     }
 
     pub fn run_for(&mut self, duration: Millis) {
@@ -409,95 +408,93 @@ impl<O: Observer> Sim<O> {
     }
 }
 
-/// Puts the dials first (they run on their own), then every other input by node, each
-/// node's in the order they were scheduled. In place: a stable sort would allocate
-/// scratch memory as large as half the batch, fresh pages each busy millisecond.
-fn order(batch: &mut [Scheduled]) {
-    for (i, s) in batch.iter_mut().enumerate() {
-        s.seq = i as u32;
-    }
-    if u32::try_from(batch.len()).is_ok() {
-        batch.sort_unstable_by_key(|s| (!s.is_accept(), s.node, s.seq));
-    } else {
-        batch.sort_by_key(|s| (!s.is_accept(), s.node));
+/// Where a shard's output goes: queued, and its events shown to the observer, in order.
+struct Sink<'a, O> {
+    now: Millis,
+    queue: &'a mut Calendar<Scheduled>,
+    observer: &'a mut O,
+    stats: &'a mut NetStats,
+    spare: &'a mut Vec<Output>,
+    /// Emptied outputs kept for their memory.
+    keep: usize,
+}
+
+impl<O: Observer> Sink<'_, O> {
+    fn apply(&mut self, mut out: Output) {
+        for (at, s) in out.scheduled.drain(..) {
+            self.queue.push(at, s);
+        }
+        for (addr, event) in out.logged.drain(..) {
+            self.observer.event(self.now, addr, &event);
+        }
+        self.stats.add(&out.stats);
+        out.stats = NetStats::default();
+        if self.spare.len() < self.keep {
+            self.spare.push(out);
+        }
     }
 }
 
-/// Where each shard after the first starts in `batch` (sorted by node): up to `threads`
-/// about equal shares of at least `split_min` inputs, never splitting one node's inputs.
-/// None for a small batch.
-fn shard_starts(batch: &[Scheduled], threads: usize, split_min: usize) -> Vec<usize> {
-    let threads = threads.min(batch.len() / split_min.max(1));
-    let mut starts: Vec<usize> = Vec::new();
-    for k in 1..threads {
-        let mut i = batch.len() * k / threads;
-        let node_at = |i: usize| batch.get(i).map(|s| s.node);
-        while i < batch.len() && i > 0 && node_at(i) == node_at(i - 1) {
-            i += 1;
-        }
-        if i < batch.len() && starts.last().is_none_or(|&last| i > last) {
-            starts.push(i);
-        }
-    }
-    starts
-}
-
-/// Cuts `whole` and `batch` at `starts`: each piece of the batch with the shard of nodes
+/// Cuts `whole` and `batch` at `cuts`: each piece of the batch with the shard of nodes
 /// it is for.
 fn split<'s, 'b>(
     whole: Shard<'s>,
     batch: &'b mut [Scheduled],
-    starts: &[usize],
+    cuts: &[Cut],
 ) -> Vec<(Shard<'s>, &'b mut [Scheduled])> {
-    let mut parts = Vec::with_capacity(starts.len() + 1);
+    let mut parts = Vec::with_capacity(cuts.len() + 1);
     let (mut shard, mut rest, mut done) = (whole, batch, 0);
-    for &start in starts {
-        let Some(node) = rest.get(start - done).map(|s| s.node) else {
-            break;
-        };
-        let (low, high) = match shard.split_at(node) {
+    for cut in cuts {
+        let (low, high) = match shard.split_at(cut.node) {
             Ok(halves) => halves,
             Err(same) => {
                 shard = same;
                 continue;
             }
         };
-        let (mine, theirs) = rest.split_at_mut(start - done);
+        let (mine, theirs) = rest.split_at_mut(cut.at - done);
         parts.push((low, mine));
-        (shard, rest, done) = (high, theirs, start);
+        (shard, rest, done) = (high, theirs, cut.at);
     }
     parts.push((shard, rest));
     parts
 }
 
 /// Runs each part, the first on this thread and the others on their own, each into one
-/// of `spare`'s outputs; the outputs in the parts' order.
+/// of `spare`'s outputs (ordering its inputs first when `numbered`), and hands the
+/// outputs to `apply` in the parts' order: the first one's while the others still run.
 fn run_parts(
     parts: Vec<(Shard<'_>, &mut [Scheduled])>,
     net: &Net<'_>,
     spare: Vec<Output>,
-) -> Vec<Output> {
+    numbered: bool,
+    mut apply: impl FnMut(Output),
+) {
     let mut spare = spare.into_iter();
     let mut work = parts.into_iter().map(|(shard, batch)| {
         let out = spare.next().unwrap_or_default();
         (Worker::new(shard, net, out), batch)
     });
     let Some((first, first_batch)) = work.next() else {
-        return Vec::new();
+        return;
+    };
+    let run = move |worker: Worker<'_, '_>, batch: &mut [Scheduled]| {
+        if numbered {
+            batch::by_node(batch);
+        }
+        worker.run(batch)
     };
     std::thread::scope(|scope| {
         let others: Vec<_> = work
-            .map(|(worker, batch)| scope.spawn(move || worker.run(batch)))
+            .map(|(worker, batch)| scope.spawn(move || run(worker, batch)))
             .collect();
-        let mut outs = Vec::with_capacity(others.len() + 1);
-        outs.push(first.run(first_batch));
+        apply(run(first, first_batch));
         for handle in others {
             match handle.join() {
-                Ok(out) => outs.push(out),
+                Ok(out) => apply(out),
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         }
-        outs
     })
 }
 

@@ -1,0 +1,181 @@
+//! One virtual millisecond's inputs: put in order and cut into shards by node.
+//!
+//! The order a batch runs in is fixed: the dials first (they run alone, as accepting one
+//! links two nodes' tables), then every other input by node, each node's in the order
+//! they were scheduled. The shards are ranges of nodes, so running them one after another
+//! in that order is the same as running the whole batch in order, whatever the cuts.
+//!
+//! Only the dials are ordered on the caller's thread. The rest is cut by node (from a
+//! sample, then one pass that moves each input to its shard's side) and each shard orders
+//! its own inputs on its own thread: a full sort of a busy millisecond on one thread was
+//! a tenth of a large run's time.
+
+use super::engine::Scheduled;
+
+/// Inputs sampled to choose where the shards are cut.
+const SAMPLES: usize = 1024;
+
+/// Where a shard after the first starts: its first input and its first node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Cut {
+    pub(crate) at: usize,
+    pub(crate) node: u32,
+}
+
+/// Numbers the entries in their scheduled order, moves the dials to the front in node
+/// order, and returns how many there are. The rest is left in no particular order.
+pub(crate) fn dials_first(batch: &mut [Scheduled]) -> usize {
+    let mut dials = 0;
+    for i in 0..batch.len() {
+        if let Some(s) = batch.get_mut(i) {
+            s.seq = u32::try_from(i).unwrap_or(u32::MAX);
+        }
+        if batch.get(i).is_some_and(Scheduled::is_accept) {
+            batch.swap(dials, i);
+            dials += 1;
+        }
+    }
+    if let Some(dials) = batch.get_mut(..dials) {
+        by_node(dials);
+    }
+    dials
+}
+
+/// Puts one shard's inputs in order: by node, each node's as they were scheduled.
+pub(crate) fn by_node(part: &mut [Scheduled]) {
+    part.sort_unstable_by_key(|s| (s.node, s.seq));
+}
+
+/// Cuts `batch` (numbered by [`dials_first`]) into up to `threads` shards of about equal
+/// size, at least `split_min` inputs each, moving every input to its shard's side. Empty
+/// when the batch runs as one shard.
+pub(crate) fn cut(batch: &mut [Scheduled], threads: usize, split_min: usize) -> Vec<Cut> {
+    let threads = threads.min(batch.len() / split_min.max(1));
+    // Past 2^32 entries the numbering does not hold: one shard, one stable sort.
+    if threads < 2 || u32::try_from(batch.len()).is_err() {
+        return Vec::new();
+    }
+    let mut cuts = Vec::with_capacity(threads - 1);
+    let mut done = 0;
+    for node in cut_nodes(batch, threads) {
+        let rest = batch.get_mut(done..).unwrap_or_default();
+        let low = partition(rest, node);
+        if low == 0 || low == rest.len() {
+            continue;
+        }
+        done += low;
+        cuts.push(Cut { at: done, node });
+    }
+    cuts
+}
+
+/// The first node of each shard after the first: quantiles of a sample of the batch.
+fn cut_nodes(batch: &[Scheduled], threads: usize) -> Vec<u32> {
+    let step = (batch.len() / SAMPLES).max(1);
+    let mut sample: Vec<u32> = batch.iter().step_by(step).map(|s| s.node).collect();
+    sample.sort_unstable();
+    let mut nodes: Vec<u32> = (1..threads)
+        .filter_map(|k| sample.get(sample.len() * k / threads).copied())
+        .collect();
+    nodes.dedup();
+    nodes
+}
+
+/// Moves the entries for nodes below `node` to the front; returns how many there are.
+fn partition(part: &mut [Scheduled], node: u32) -> usize {
+    let mut low = 0;
+    for i in 0..part.len() {
+        if part.get(i).is_some_and(|s| s.node < node) {
+            part.swap(low, i);
+            low += 1;
+        }
+    }
+    low
+}
+
+/// The whole-batch order for a batch too large to number: dials first, then by node,
+/// stable.
+pub(crate) fn order_unnumbered(batch: &mut [Scheduled]) -> usize {
+    batch.sort_by_key(|s| (!s.is_accept(), s.node));
+    batch.partition_point(Scheduled::is_accept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::ConnId;
+    use crate::sim::engine::Input;
+    use proptest::prelude::*;
+
+    fn entry(node: u32, accept: bool) -> Scheduled {
+        let input = match accept {
+            true => Input::Accept {
+                from: 0,
+                from_conn: ConnId(1),
+            },
+            false => Input::Connected(ConnId(u64::from(node))),
+        };
+        Scheduled::new(node, input)
+    }
+
+    /// (dial?, node, scheduled place) of each entry, in the order they would run.
+    fn run_order(
+        batch: &mut [Scheduled],
+        threads: usize,
+        split_min: usize,
+    ) -> Vec<(bool, u32, u32)> {
+        let dials = dials_first(batch);
+        let (dial_part, rest) = batch.split_at_mut(dials);
+        let cuts = cut(rest, threads, split_min);
+        let mut start = 0;
+        for end in cuts.iter().map(|c| c.at).chain([rest.len()]) {
+            let part = rest.get_mut(start..end).unwrap_or_default();
+            assert!(part
+                .iter()
+                .all(|s| cuts.iter().all(|c| (s.node < c.node) == (end <= c.at))));
+            by_node(part);
+            start = end;
+        }
+        let all = dial_part.iter().chain(rest.iter());
+        all.map(|s| (s.is_accept(), s.node, s.seq)).collect()
+    }
+
+    proptest! {
+        /// Cut into any number of shards, a batch runs in the one order: dials first, then
+        /// by node, each node's inputs as scheduled.
+        #[test]
+        fn the_order_is_the_same_for_any_number_of_shards(
+            spec in prop::collection::vec((0u32..40, prop::bool::weighted(0.1)), 0..300),
+            threads in 1usize..5,
+            split_min in 1usize..20,
+        ) {
+            let make = || spec.iter().map(|&(n, a)| entry(n, a)).collect::<Vec<_>>();
+            let mut expected: Vec<(bool, u32, u32)> = spec
+                .iter()
+                .enumerate()
+                .map(|(i, &(n, a))| (a, n, i as u32))
+                .collect();
+            expected.sort_by_key(|&(a, n, i)| (!a, n, i));
+            prop_assert_eq!(run_order(&mut make(), threads, split_min), expected.clone());
+            prop_assert_eq!(run_order(&mut make(), 1, split_min), expected);
+        }
+    }
+
+    #[test]
+    fn a_busy_batch_is_cut_into_shares_of_about_equal_size() {
+        let mut batch: Vec<Scheduled> = (0..10_000u32)
+            .map(|i| entry(i * 7919 % 5000, false))
+            .collect();
+        dials_first(&mut batch);
+        let cuts = cut(&mut batch, 2, 100);
+        assert_eq!(cuts.len(), 1, "{cuts:?}");
+        let at = cuts.first().map_or(0, |c| c.at);
+        assert!((4_500..=5_500).contains(&at), "first shard {at} of 10000");
+    }
+
+    #[test]
+    fn a_small_batch_is_not_cut() {
+        let mut batch: Vec<Scheduled> = (0..100u32).map(|i| entry(i, false)).collect();
+        assert!(cut(&mut batch, 2, 2048).is_empty());
+    }
+}
