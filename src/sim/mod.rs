@@ -9,10 +9,11 @@
 //! split by node over several threads (`engine.rs` says why that changes nothing but the
 //! wall time).
 //!
-//! Files: `queue.rs` (the calendar event queue), `batch.rs` (a millisecond's order and shards), `routes.rs` (connections, partitions),
-//! `engine.rs` (carrying out the cores' actions), `frames.rs` (frame sizes and types),
-//! `args.rs` (the command's flags), `scenario.rs` (a stress run: plan, failures,
-//! partitions, report), `watch.rs` (its observer), `command.rs` (printing, files, clock).
+//! Files: `queue.rs` (the calendar event queue), `batch.rs` (a millisecond's order and
+//! shards), `routes.rs` (connections, partitions), `engine.rs` (carrying out the cores'
+//! actions), `frames.rs` (frame sizes and types), `args.rs` (the command's flags),
+//! `scenario.rs` (a stress run: plan, failures, partitions, report), `watch.rs` (its
+//! observer), `command.rs` (printing, files, clock).
 
 mod args;
 mod batch;
