@@ -7,8 +7,8 @@
 //!
 //! Only the dials are ordered on the caller's thread. The rest is cut by node (from a
 //! sample, then one pass that moves each input to its shard's side) and each shard orders
-//! its own inputs on its own thread: a full sort of a busy millisecond on one thread was
-//! a tenth of a large run's time.
+//! its own inputs on its own thread: a full sort of every busy millisecond on one thread
+//! took about a tenth of a large run (4.2 of 49 s at 100,000 peers).
 
 use super::engine::Scheduled;
 
@@ -47,8 +47,9 @@ pub(crate) fn by_node(part: &mut [Scheduled]) {
 }
 
 /// Cuts `batch` (numbered by [`dials_first`]) into up to `threads` shards of about equal
-/// size, at least `split_min` inputs each, moving every input to its shard's side. Empty
-/// when the batch runs as one shard.
+/// size (as a sample of it finds them), moving every input to its shard's side. Only a
+/// batch of `threads * split_min` inputs or more is cut. Empty when the batch runs as one
+/// shard.
 pub(crate) fn cut(batch: &mut [Scheduled], threads: usize, split_min: usize) -> Vec<Cut> {
     let threads = threads.min(batch.len() / split_min.max(1));
     // Past 2^32 entries the numbering does not hold: one shard, one stable sort.
