@@ -52,8 +52,7 @@ pub(crate) fn by_node(part: &mut [Scheduled]) {
 /// shard.
 pub(crate) fn cut(batch: &mut [Scheduled], threads: usize, split_min: usize) -> Vec<Cut> {
     let threads = threads.min(batch.len() / split_min.max(1));
-    // Past 2^32 entries the numbering does not hold: one shard, one stable sort.
-    if threads < 2 || u32::try_from(batch.len()).is_err() {
+    if threads < 2 {
         return Vec::new();
     }
     let mut cuts = Vec::with_capacity(threads - 1);
