@@ -11,6 +11,7 @@ pub mod peek;
 pub mod peer;
 pub mod seed;
 pub mod seen;
+pub mod table;
 
 #[cfg(test)]
 mod fuzz_tests;

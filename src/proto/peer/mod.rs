@@ -7,7 +7,7 @@
 use rand::rngs::SmallRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::SeedableRng;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -21,6 +21,7 @@ use catch_up::Relayed;
 
 use super::message::gossip_text;
 use super::seen::SeenCache;
+use super::table::Table;
 use super::{
     idle_conns, sweep_period, Action, ConnId, Disconnect, Event, Gossip, GossipId, Link, Message,
     Millis, Outbox, Timer,
@@ -142,8 +143,8 @@ pub struct PeerCore {
     rng: SmallRng,
     out: Outbox,
     seeds: Vec<SeedLink>,
-    conns: BTreeMap<ConnId, PeerConn>,
-    neighbors: BTreeMap<SocketAddr, Neighbor>,
+    conns: Table<ConnId, PeerConn>,
+    neighbors: Table<SocketAddr, Neighbor>,
     /// The union of the peer lists received, minus peers found dead.
     candidates: AddrSet,
     seen: SeenCache,
@@ -200,8 +201,8 @@ impl PeerCore {
             rng: SmallRng::seed_from_u64(rng_seed),
             out: Outbox::default(),
             seeds,
-            conns: BTreeMap::new(),
-            neighbors: BTreeMap::new(),
+            conns: Table::new(),
+            neighbors: Table::new(),
             candidates: AddrSet::default(),
             stats: PeerStats::default(),
             gossip_due: None,
