@@ -489,7 +489,10 @@ impl<S: Sink> Driver<S> {
             self.stats.max_timer_lag_ms = self.stats.max_timer_lag_ms.max(lag);
             // A frozen or killed node's timers are dropped: it never acts again.
             if self.is_live(node) {
-                if matches!(timer, Timer::Liveness | Timer::IdleSweep | Timer::Verify) {
+                if matches!(
+                    timer,
+                    Timer::Liveness | Timer::Recheck | Timer::IdleSweep | Timer::Verify
+                ) {
                     self.tell_input_waiting(node, now);
                 }
                 self.core(node, |core| core.timer(timer, now));

@@ -47,6 +47,8 @@ pub enum Timer {
     IdleSweep,
     /// Seed: the check of a dead-node report is due.
     Verify,
+    /// Judge again the remotes a liveness check excused while the loop was behind.
+    Recheck,
 }
 
 /// What a core asks its driver to do.
@@ -284,6 +286,12 @@ pub const EXCUSED_SILENCE: u64 = 2;
 /// Whether a check made while the loop is behind excuses a remote last heard at `heard`.
 pub(crate) fn excused(heard: Millis, now: Millis, liveness_interval: Millis) -> bool {
     now.saturating_sub(heard) < EXCUSED_SILENCE.saturating_mul(liveness_interval)
+}
+
+/// How long after a check that excused a remote it is judged again: an excuse lasts as
+/// long as the loop stays behind, in steps of a quarter interval, never a whole interval.
+pub(crate) fn recheck_after(liveness_interval: Millis) -> Millis {
+    (liveness_interval / 4).max(1)
 }
 
 /// How often to sweep for idle connections: twice per timeout, never more than once a ms.

@@ -11,8 +11,8 @@ use std::hash::BuildHasherDefault;
 use std::net::SocketAddr;
 
 use super::{
-    excused, idle_conns, sweep_period, Action, ConnId, Disconnect, Event, Link, Message, Millis,
-    Outbox, Timer,
+    excused, idle_conns, recheck_after, sweep_period, Action, ConnId, Disconnect, Event, Link,
+    Message, Millis, Outbox, Timer,
 };
 
 /// A seed's settings.
@@ -78,6 +78,10 @@ pub struct SeedCore {
     liveness_due: Millis,
     sweep_due: Millis,
     verify_due: Option<Millis>,
+    /// The registered peers the last check excused while the loop was behind, judged
+    /// again at `recheck_due`.
+    deferred: Vec<SocketAddr>,
+    recheck_due: Option<Millis>,
     /// Set by [`SeedCore::loop_behind`], taken by the next timer.
     behind: bool,
 }
@@ -95,6 +99,8 @@ impl SeedCore {
             liveness_due: 0,
             sweep_due: 0,
             verify_due: None,
+            deferred: Vec::new(),
+            recheck_due: None,
             behind: false,
         }
     }
@@ -198,6 +204,9 @@ impl SeedCore {
             Timer::IdleSweep if now >= self.sweep_due => self.sweep_idle(now, behind),
             Timer::Verify if self.verify_due.is_some_and(|due| now >= due) => {
                 self.verify_reports(now, behind)
+            }
+            Timer::Recheck if self.recheck_due.is_some_and(|due| now >= due) => {
+                self.recheck_liveness(now, behind)
             }
             _ => {}
         }
@@ -318,7 +327,7 @@ impl SeedCore {
     }
 
     /// Removes the reported peers that did not answer the seed's check in time. While the
-    /// loop is `behind`, one heard from recently gets another interval to answer.
+    /// loop is `behind`, one heard from recently gets another quarter interval to answer.
     fn verify_reports(&mut self, now: Millis, behind: bool) {
         self.verify_due = None;
         let mut unanswered = Vec::new();
@@ -332,7 +341,7 @@ impl SeedCore {
             };
             let mut deadline = deadline;
             if deadline <= now && behind && heard_lately(&self.conns, reg, now, &self.cfg) {
-                deadline = now + self.cfg.liveness_interval;
+                deadline = now + recheck_after(self.cfg.liveness_interval);
                 reg.suspect = Some((reporter, deadline));
             }
             if deadline <= now {
@@ -367,40 +376,72 @@ impl SeedCore {
         self.out.log(Event::PeerRemoved { addr, reason });
     }
 
-    /// Counts a miss for each peer that did not answer the last check (excused while the
-    /// loop is `behind`, if heard from recently), removes one at the limit, asks the rest.
+    /// Counts a miss for each peer that did not answer the last check, removes one at the
+    /// limit, asks the rest. While the loop is `behind`, one heard from recently is
+    /// excused: its request stays pending and it is judged again at the recheck.
     fn check_liveness(&mut self, now: Millis, behind: bool) {
         self.liveness_due = now + self.cfg.liveness_interval;
         self.out.timer(self.liveness_due, Timer::Liveness);
+        self.deferred.clear();
         let mut dead = Vec::new();
         for addr in &self.list {
             let Some(reg) = self.registered.get_mut(addr) else {
                 continue;
             };
             let missed = reg.awaiting_reply || reg.conn.is_none();
-            if missed && !(behind && heard_lately(&self.conns, reg, now, &self.cfg)) {
-                reg.misses += 1;
-                self.out.log(Event::LivenessMiss {
-                    addr: *addr,
-                    misses: reg.misses,
-                });
-                if reg.misses >= self.cfg.liveness_misses {
-                    dead.push(*addr);
-                    continue;
-                }
+            if missed && behind && heard_lately(&self.conns, reg, now, &self.cfg) {
+                self.deferred.push(*addr);
+                continue;
             }
-            if let Some(conn) = reg.conn {
-                let req = Message::LivenessRequest {
-                    ts: now,
-                    from: self.cfg.addr,
-                };
-                self.out.send_msg(conn, req);
-                reg.awaiting_reply = true;
+            if missed && count_miss(&mut self.out, *addr, reg, self.cfg.liveness_misses) {
+                dead.push(*addr);
+                continue;
+            }
+            ask(&mut self.out, reg, self.cfg.addr, now);
+        }
+        self.remove_missing(dead);
+        self.arm_recheck(now);
+    }
+
+    /// Judges again the peers the last check excused: once the loop has caught up (or
+    /// their silence grew too long to excuse), an unanswered request is a miss.
+    fn recheck_liveness(&mut self, now: Millis, behind: bool) {
+        self.recheck_due = None;
+        let (mut dead, mut still) = (Vec::new(), Vec::new());
+        for addr in std::mem::take(&mut self.deferred) {
+            let Some(reg) = self.registered.get_mut(&addr) else {
+                continue;
+            };
+            if !(reg.awaiting_reply || reg.conn.is_none()) {
+                continue;
+            }
+            if behind && heard_lately(&self.conns, reg, now, &self.cfg) {
+                still.push(addr);
+            } else if count_miss(&mut self.out, addr, reg, self.cfg.liveness_misses) {
+                dead.push(addr);
+            } else {
+                ask(&mut self.out, reg, self.cfg.addr, now);
             }
         }
+        self.remove_missing(dead);
+        self.deferred = still;
+        self.arm_recheck(now);
+    }
+
+    fn remove_missing(&mut self, dead: Vec<SocketAddr>) {
         for addr in dead {
             let misses = self.cfg.liveness_misses;
             self.remove(addr, format!("missed {misses} liveness checks"));
+        }
+    }
+
+    /// Sets the recheck of the deferred peers a quarter interval on, unless the next
+    /// check comes first.
+    fn arm_recheck(&mut self, now: Millis) {
+        let at = now + recheck_after(self.cfg.liveness_interval);
+        if !self.deferred.is_empty() && at < self.liveness_due {
+            self.recheck_due = Some(at);
+            self.out.timer(at, Timer::Recheck);
         }
     }
 
@@ -438,6 +479,24 @@ impl SeedCore {
                 reg.conn = None;
             }
         }
+    }
+}
+
+/// Counts a miss of `reg`'s peer and logs it; true when it reached the limit.
+fn count_miss(out: &mut Outbox, addr: SocketAddr, reg: &mut Registration, limit: u32) -> bool {
+    reg.misses += 1;
+    out.log(Event::LivenessMiss {
+        addr,
+        misses: reg.misses,
+    });
+    reg.misses >= limit
+}
+
+/// Sends `reg`'s peer a liveness request on its registration connection, if open.
+fn ask(out: &mut Outbox, reg: &mut Registration, from: SocketAddr, now: Millis) {
+    if let Some(conn) = reg.conn {
+        out.send_msg(conn, Message::LivenessRequest { ts: now, from });
+        reg.awaiting_reply = true;
     }
 }
 

@@ -730,3 +730,32 @@ fn a_report_verified_while_the_loop_is_behind_waits_for_a_peer_heard_lately() {
     assert_eq!(removed, vec!["peer_removed"]);
     assert_eq!(seed.peers(), &[addr(9001)]);
 }
+
+#[test]
+fn a_peer_excused_while_behind_is_judged_again_a_quarter_interval_on() {
+    let mut seed = started(256);
+    let (c1, _) = register(&mut seed, 9001, T0);
+    liveness_check(&mut seed, 1);
+    seed.message(c1, liveness_reply(9001), T0 + 1_500);
+    drain(&mut seed);
+    liveness_check(&mut seed, 2);
+    // Asked at 2 s, no answer; heard at 1.5 s: excused, its request left pending.
+    seed.loop_behind();
+    let check = liveness_check(&mut seed, 3);
+    assert!(misses_logged(&check).is_empty(), "excused");
+    assert!(sends(&check).is_empty(), "not asked again");
+    // The loop has caught up a quarter interval on: a miss, and a new request.
+    seed.timer(Timer::Recheck, T0 + 3 * INTERVAL + INTERVAL / 4);
+    let rechecked = drain(&mut seed);
+    assert_eq!(misses_logged(&rechecked), vec![(addr(9001), 1)]);
+    assert_eq!(sends(&rechecked).len(), 1, "asked again");
+    assert_eq!(
+        misses_logged(&liveness_check(&mut seed, 4)),
+        vec![(addr(9001), 2)]
+    );
+    assert_eq!(
+        misses_logged(&liveness_check(&mut seed, 5)),
+        vec![(addr(9001), 3)]
+    );
+    assert!(seed.peers().is_empty(), "removed at its third check");
+}

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::{PeerCore, MAX_REFRESH_BACKOFF};
-use crate::proto::{excused, ConnId, Event, Message, Millis, Timer};
+use crate::proto::{excused, recheck_after, ConnId, Event, Message, Millis, Timer};
 
 impl PeerCore {
     pub(super) fn on_liveness_request(&mut self, conn: ConnId, ts: Millis, from: SocketAddr) {
@@ -52,14 +52,38 @@ impl PeerCore {
 
     /// Counts a miss for each neighbour that sent nothing since it was last asked, reports
     /// one that reached the limit, and asks every connected one again. While the loop is
-    /// `behind`, a neighbour heard from recently is excused: its misses stay as they were.
+    /// `behind`, a neighbour heard from recently is excused: its misses stay as they were
+    /// and it is judged again at the recheck, a quarter interval on.
     pub(super) fn check_liveness(&mut self, now: Millis, behind: bool) {
         self.liveness_due = now + self.cfg.liveness_interval;
         self.out.timer(self.liveness_due, Timer::Liveness);
+        self.judge_neighbors(now, behind, false);
+        self.ask_pending_seeds_again(now);
+        self.redial_lost(now);
+        let short = self.top_up_neighbors(now);
+        if short && self.neighbors.len() < self.cfg.max_neighbors && now >= self.refresh_due {
+            self.refresh_peer_list();
+            self.refresh_due = now + self.refresh_backoff * self.cfg.liveness_interval;
+            self.refresh_backoff = (self.refresh_backoff * 2).min(MAX_REFRESH_BACKOFF);
+        }
+    }
+
+    /// Judges again the neighbours the last check excused: once the loop has caught up
+    /// (or their silence grew too long to excuse), an unanswered request is a miss.
+    pub(super) fn recheck_liveness(&mut self, now: Millis, behind: bool) {
+        self.recheck_due = None;
+        self.judge_neighbors(now, behind, true);
+    }
+
+    /// The judgment of a check (every neighbour) or a recheck (`deferred` ones only).
+    fn judge_neighbors(&mut self, now: Millis, behind: bool, recheck: bool) {
         let me = self.cfg.addr;
         let (limit, interval) = (self.cfg.liveness_misses, self.cfg.liveness_interval);
-        let (mut dead, mut back) = (Vec::new(), Vec::new());
+        let (mut dead, mut back, mut deferred) = (Vec::new(), Vec::new(), false);
         for (addr, n) in self.neighbors.iter_mut() {
+            if recheck && !n.deferred {
+                continue;
+            }
             // Any frame from a neighbour proves it alive, as a reply does: under load,
             // gossip keeps flowing while replies wait behind it, and a dead or frozen node
             // sends nothing.
@@ -69,12 +93,21 @@ impl PeerCore {
                 .map(|c| c.link.last_heard);
             let answered = n.asked_at.is_none_or(|t| heard.is_some_and(|h| h >= t));
             let excused = behind && heard.is_some_and(|h| excused(h, now, interval));
+            n.deferred = false;
             if let (true, Some(conn)) = (answered, n.conn) {
                 // One that had missed a check may have missed our messages too.
                 if std::mem::take(&mut n.misses) > 0 {
                     back.push(conn);
                 }
-            } else if !excused {
+                if recheck {
+                    continue;
+                }
+            } else if excused {
+                // Its request stays pending, to be judged at the recheck.
+                n.deferred = true;
+                deferred = true;
+                continue;
+            } else {
                 n.misses += 1;
                 let (addr, misses) = (*addr, n.misses);
                 self.out.log(Event::LivenessMiss { addr, misses });
@@ -95,13 +128,17 @@ impl PeerCore {
         for addr in dead {
             self.report_dead(addr, now);
         }
-        self.ask_pending_seeds_again(now);
-        self.redial_lost(now);
-        let short = self.top_up_neighbors(now);
-        if short && self.neighbors.len() < self.cfg.max_neighbors && now >= self.refresh_due {
-            self.refresh_peer_list();
-            self.refresh_due = now + self.refresh_backoff * self.cfg.liveness_interval;
-            self.refresh_backoff = (self.refresh_backoff * 2).min(MAX_REFRESH_BACKOFF);
+        if deferred {
+            self.arm_recheck(now);
+        }
+    }
+
+    /// Sets the recheck a quarter interval on, unless the next check comes first.
+    fn arm_recheck(&mut self, now: Millis) {
+        let at = now + recheck_after(self.cfg.liveness_interval);
+        if at < self.liveness_due && self.recheck_due.is_none_or(|due| at < due) {
+            self.recheck_due = Some(at);
+            self.out.timer(at, Timer::Recheck);
         }
     }
 

@@ -125,6 +125,9 @@ struct Neighbor {
     /// since (see `Link::last_heard`), so the receive path does no neighbour lookup.
     asked_at: Option<Millis>,
     misses: u32,
+    /// A check excused its silence while the loop was behind: judged again at the
+    /// recheck, its request still pending.
+    deferred: bool,
 }
 
 /// Counters the swarm harness reads.
@@ -155,6 +158,8 @@ pub struct PeerCore {
     /// When `start` was called: gossip of our own origin stamped since then is ours.
     started: Millis,
     liveness_due: Millis,
+    /// When the neighbours a check excused are judged again.
+    recheck_due: Option<Millis>,
     sweep_due: Millis,
     seed_retry_due: Option<Millis>,
     /// When to ask a seed for a fresh list next, and the wait after that (in liveness
@@ -209,6 +214,7 @@ impl PeerCore {
             gossip_not_before: 0,
             started: 0,
             liveness_due: 0,
+            recheck_due: None,
             sweep_due: 0,
             seed_retry_due: None,
             refresh_due: 0,
@@ -360,6 +366,9 @@ impl PeerCore {
                 self.create_gossip(now)
             }
             Timer::Liveness if now >= self.liveness_due => self.check_liveness(now, behind),
+            Timer::Recheck if self.recheck_due.is_some_and(|due| now >= due) => {
+                self.recheck_liveness(now, behind)
+            }
             Timer::SeedRetry if self.seed_retry_due.is_some_and(|due| now >= due) => {
                 self.retry_seeds(now)
             }
@@ -481,6 +490,7 @@ impl PeerCore {
             outgoing,
             asked_at: None,
             misses: 0,
+            deferred: false,
         };
         self.neighbors.insert(addr, n);
         self.out.log(Event::NeighborConnected { addr });

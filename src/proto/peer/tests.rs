@@ -790,3 +790,78 @@ fn a_silent_neighbour_is_reported_while_the_loop_stays_behind() {
     }
     assert!(h.neighbors().is_empty(), "reported after three misses");
 }
+
+/// The recheck after the check due at T0 + k intervals, `quarters` quarter intervals on.
+fn recheck(h: &mut Harness, k: u64, quarters: u64) -> Vec<Action> {
+    h.core
+        .timer(Timer::Recheck, T0 + k * LIVENESS + quarters * LIVENESS / 4);
+    h.drain()
+}
+
+#[test]
+fn an_excused_neighbour_is_judged_again_a_quarter_interval_on() {
+    let (mut h, conns) = Harness::with_neighbors(&[peer(9001)]);
+    h.core
+        .message(conns[0], gossip_msg(peer(9001), 1), T0 + 900);
+    h.drain();
+    h.check(1);
+    h.core.loop_behind();
+    let check = h.check(2);
+    assert!(misses(&check).is_empty(), "excused while behind");
+    let at = T0 + 2 * LIVENESS + LIVENESS / 4;
+    assert_eq!(timers(&check, Timer::Recheck), vec![at]);
+    assert!(asked(&check).is_empty(), "its request stays pending");
+    // The loop has caught up a quarter interval on: the unanswered request is a miss.
+    let rechecked = recheck(&mut h, 2, 1);
+    assert_eq!(misses(&rechecked), vec![(peer(9001), 1)]);
+    assert_eq!(asked(&rechecked), vec![conns[0]], "asked again");
+    assert_eq!(misses(&h.check(3)), vec![(peer(9001), 2)]);
+    assert_eq!(misses(&h.check(4)), vec![(peer(9001), 3)]);
+    assert!(
+        h.neighbors().is_empty(),
+        "reported at the third check, as if never excused"
+    );
+}
+
+#[test]
+fn an_excused_neighbour_that_answers_before_the_recheck_misses_nothing() {
+    let (mut h, conns) = Harness::with_neighbors(&[peer(9001)]);
+    h.core
+        .message(conns[0], gossip_msg(peer(9001), 1), T0 + 900);
+    h.drain();
+    h.check(1);
+    h.core.loop_behind();
+    assert!(misses(&h.check(2)).is_empty());
+    h.reply(conns[0], peer(9001), T0 + 2 * LIVENESS + 100);
+    let rechecked = recheck(&mut h, 2, 1);
+    assert!(misses(&rechecked).is_empty() && asked(&rechecked).is_empty());
+    assert!(misses(&h.check(3)).is_empty(), "answered");
+}
+
+#[test]
+fn an_excuse_lasts_while_the_loop_stays_behind_but_not_past_the_next_check() {
+    let (mut h, conns) = Harness::with_neighbors(&[peer(9001)]);
+    h.core
+        .message(conns[0], gossip_msg(peer(9001), 1), T0 + 900);
+    h.drain();
+    h.check(1);
+    h.core.loop_behind();
+    h.check(2);
+    for q in 1..=2 {
+        h.core.loop_behind();
+        let rechecked = recheck(&mut h, 2, q);
+        assert!(misses(&rechecked).is_empty(), "still behind at quarter {q}");
+        let next = T0 + 2 * LIVENESS + (q + 1) * LIVENESS / 4;
+        assert_eq!(timers(&rechecked, Timer::Recheck), vec![next]);
+    }
+    h.core.loop_behind();
+    let last = recheck(&mut h, 2, 3);
+    assert!(misses(&last).is_empty());
+    assert!(
+        timers(&last, Timer::Recheck).is_empty(),
+        "the check comes first"
+    );
+    // Silent for over two intervals by then: no longer excused.
+    h.core.loop_behind();
+    assert_eq!(misses(&h.check(3)), vec![(peer(9001), 1)]);
+}
