@@ -798,8 +798,9 @@ fn recheck(h: &mut Harness, k: u64, quarters: u64) -> Vec<Action> {
     h.drain()
 }
 
-#[test]
-fn an_excused_neighbour_is_judged_again_a_quarter_interval_on() {
+/// A neighbour heard last at 0.9 s, asked at 1 s, and unanswered at the check due at 2 s,
+/// which the loop, behind, makes; that check's actions.
+fn excused_at_the_second_check() -> (Harness, Vec<ConnId>, Vec<Action>) {
     let (mut h, conns) = Harness::with_neighbors(&[peer(9001)]);
     h.core
         .message(conns[0], gossip_msg(peer(9001), 1), T0 + 900);
@@ -807,6 +808,12 @@ fn an_excused_neighbour_is_judged_again_a_quarter_interval_on() {
     h.check(1);
     h.core.loop_behind();
     let check = h.check(2);
+    (h, conns, check)
+}
+
+#[test]
+fn an_excused_neighbour_is_judged_again_a_quarter_interval_on() {
+    let (mut h, conns, check) = excused_at_the_second_check();
     assert!(misses(&check).is_empty(), "excused while behind");
     let at = T0 + 2 * LIVENESS + LIVENESS / 4;
     assert_eq!(timers(&check, Timer::Recheck), vec![at]);
@@ -825,13 +832,8 @@ fn an_excused_neighbour_is_judged_again_a_quarter_interval_on() {
 
 #[test]
 fn an_excused_neighbour_that_answers_before_the_recheck_misses_nothing() {
-    let (mut h, conns) = Harness::with_neighbors(&[peer(9001)]);
-    h.core
-        .message(conns[0], gossip_msg(peer(9001), 1), T0 + 900);
-    h.drain();
-    h.check(1);
-    h.core.loop_behind();
-    assert!(misses(&h.check(2)).is_empty());
+    let (mut h, conns, check) = excused_at_the_second_check();
+    assert!(misses(&check).is_empty());
     h.reply(conns[0], peer(9001), T0 + 2 * LIVENESS + 100);
     let rechecked = recheck(&mut h, 2, 1);
     assert!(misses(&rechecked).is_empty() && asked(&rechecked).is_empty());
@@ -840,13 +842,7 @@ fn an_excused_neighbour_that_answers_before_the_recheck_misses_nothing() {
 
 #[test]
 fn an_excuse_lasts_while_the_loop_stays_behind_but_not_past_the_next_check() {
-    let (mut h, conns) = Harness::with_neighbors(&[peer(9001)]);
-    h.core
-        .message(conns[0], gossip_msg(peer(9001), 1), T0 + 900);
-    h.drain();
-    h.check(1);
-    h.core.loop_behind();
-    h.check(2);
+    let (mut h, _, _) = excused_at_the_second_check();
     for q in 1..=2 {
         h.core.loop_behind();
         let rechecked = recheck(&mut h, 2, q);
