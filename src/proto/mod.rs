@@ -288,6 +288,13 @@ pub(crate) fn excused(heard: Millis, now: Millis, liveness_interval: Millis) -> 
     now.saturating_sub(heard) < EXCUSED_SILENCE.saturating_mul(liveness_interval)
 }
 
+/// How long a peer's liveness request has to be answered before it counts as a miss: half
+/// an interval, so a neighbour frozen just after an answer is reported within
+/// (misses + 1/2) intervals rather than at the bound of (misses + 1).
+pub(crate) fn judged_after(liveness_interval: Millis) -> Millis {
+    (liveness_interval / 2).max(1)
+}
+
 /// How long after a check that excused a remote it is judged again: an excuse lasts as
 /// long as the loop stays behind, in steps of a quarter interval, never a whole interval.
 pub(crate) fn recheck_after(liveness_interval: Millis) -> Millis {

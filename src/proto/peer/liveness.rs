@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::{PeerCore, MAX_REFRESH_BACKOFF};
-use crate::proto::{excused, recheck_after, ConnId, Event, Message, Millis, Timer};
+use crate::proto::{excused, judged_after, recheck_after, ConnId, Event, Message, Millis, Timer};
 
 impl PeerCore {
     pub(super) fn on_liveness_request(&mut self, conn: ConnId, ts: Millis, from: SocketAddr) {
@@ -50,13 +50,14 @@ impl PeerCore {
         });
     }
 
-    /// Counts a miss for each neighbour that sent nothing since it was last asked, reports
-    /// one that reached the limit, and asks every connected one again. While the loop is
-    /// `behind`, a neighbour heard from recently is excused: its misses stay as they were
-    /// and it is judged again at the recheck, a quarter interval on.
+    /// Asks every connected neighbour again, after counting a miss for each that sent
+    /// nothing since it was last asked and was not judged for it yet, and reports one
+    /// that reached the limit. While the loop is `behind`, a neighbour heard from recently
+    /// is excused: its misses stay as they were and its request stays pending.
     pub(super) fn check_liveness(&mut self, now: Millis, behind: bool) {
         self.liveness_due = now + self.cfg.liveness_interval;
         self.out.timer(self.liveness_due, Timer::Liveness);
+        self.recheck_due = None;
         self.judge_neighbors(now, behind, false);
         self.ask_pending_seeds_again(now);
         self.redial_lost(now);
@@ -68,22 +69,26 @@ impl PeerCore {
         }
     }
 
-    /// Judges again the neighbours the last check excused: once the loop has caught up
-    /// (or their silence grew too long to excuse), an unanswered request is a miss.
+    /// Judges the requests due: one unanswered half an interval after it went out is a
+    /// miss then (the next check asks again without counting it twice), and one a check
+    /// excused is judged again once the loop has caught up or its silence grew too long.
     pub(super) fn recheck_liveness(&mut self, now: Millis, behind: bool) {
         self.recheck_due = None;
         self.judge_neighbors(now, behind, true);
     }
 
-    /// The judgment of a check (every neighbour) or a recheck (`deferred` ones only).
+    /// The judgment of a check (every neighbour, then asked again) or of a recheck (the
+    /// pending requests that are due, none asked again).
     fn judge_neighbors(&mut self, now: Millis, behind: bool, recheck: bool) {
         let me = self.cfg.addr;
         let (limit, interval) = (self.cfg.liveness_misses, self.cfg.liveness_interval);
-        let (mut dead, mut back, mut deferred) = (Vec::new(), Vec::new(), false);
+        let (early, later) = (
+            now.saturating_sub(judged_after(interval)),
+            recheck_after(interval),
+        );
+        let (mut dead, mut back, mut next) = (Vec::new(), Vec::new(), None::<Millis>);
+        let mut pending = |at: Millis| next = Some(next.map_or(at, |n: Millis| n.min(at)));
         for (addr, n) in self.neighbors.iter_mut() {
-            if recheck && !n.deferred {
-                continue;
-            }
             // Any frame from a neighbour proves it alive, as a reply does: under load,
             // gossip keeps flowing while replies wait behind it, and a dead or frozen node
             // sends nothing.
@@ -92,6 +97,15 @@ impl PeerCore {
                 .and_then(|c| self.conns.get(&c))
                 .map(|c| c.link.last_heard);
             let answered = n.asked_at.is_none_or(|t| heard.is_some_and(|h| h >= t));
+            if recheck {
+                let due = n.deferred || n.asked_at.is_some_and(|t| t <= early);
+                if answered || n.judged || !due {
+                    if let (false, false, Some(t)) = (answered, n.judged, n.asked_at) {
+                        pending(t + judged_after(interval));
+                    }
+                    continue;
+                }
+            }
             let excused = behind && heard.is_some_and(|h| excused(h, now, interval));
             n.deferred = false;
             if let (true, Some(conn)) = (answered, n.conn) {
@@ -99,13 +113,12 @@ impl PeerCore {
                 if std::mem::take(&mut n.misses) > 0 {
                     back.push(conn);
                 }
-                if recheck {
-                    continue;
-                }
+            } else if n.judged {
+                // Counted when it was judged, half an interval after the request.
             } else if excused {
-                // Its request stays pending, to be judged at the recheck.
+                // Its request stays pending, to be judged again a quarter interval on.
                 n.deferred = true;
-                deferred = true;
+                pending(now + later);
                 continue;
             } else {
                 n.misses += 1;
@@ -115,11 +128,17 @@ impl PeerCore {
                     dead.push(addr);
                     continue;
                 }
+                if recheck {
+                    n.judged = true;
+                    continue;
+                }
             }
+            n.judged = false;
             if let Some(conn) = n.conn {
                 let req = Message::LivenessRequest { ts: now, from: me };
                 self.out.send_msg(conn, req);
                 n.asked_at = Some(now);
+                pending(now + judged_after(interval));
             }
         }
         for conn in back {
@@ -128,14 +147,13 @@ impl PeerCore {
         for addr in dead {
             self.report_dead(addr, now);
         }
-        if deferred {
-            self.arm_recheck(now);
+        if let Some(at) = next {
+            self.arm_recheck(at);
         }
     }
 
-    /// Sets the recheck a quarter interval on, unless the next check comes first.
-    fn arm_recheck(&mut self, now: Millis) {
-        let at = now + recheck_after(self.cfg.liveness_interval);
+    /// Sets the next judgment at `at`, unless the next check comes first.
+    fn arm_recheck(&mut self, at: Millis) {
         if at < self.liveness_due && self.recheck_due.is_none_or(|due| at < due) {
             self.recheck_due = Some(at);
             self.out.timer(at, Timer::Recheck);

@@ -128,6 +128,9 @@ struct Neighbor {
     /// A check excused its silence while the loop was behind: judged again at the
     /// recheck, its request still pending.
     deferred: bool,
+    /// Its pending request was judged a miss already (half an interval after it went
+    /// out): the next check asks again without counting it twice.
+    judged: bool,
 }
 
 /// Counters the swarm harness reads.
@@ -491,6 +494,7 @@ impl PeerCore {
             asked_at: None,
             misses: 0,
             deferred: false,
+            judged: false,
         };
         self.neighbors.insert(addr, n);
         self.out.log(Event::NeighborConnected { addr });

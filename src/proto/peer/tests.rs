@@ -818,16 +818,43 @@ fn an_excused_neighbour_is_judged_again_a_quarter_interval_on() {
     let at = T0 + 2 * LIVENESS + LIVENESS / 4;
     assert_eq!(timers(&check, Timer::Recheck), vec![at]);
     assert!(asked(&check).is_empty(), "its request stays pending");
-    // The loop has caught up a quarter interval on: the unanswered request is a miss.
+    // The loop has caught up a quarter interval on: the unanswered request is a miss,
+    // asked again at the next check, which does not count it twice.
     let rechecked = recheck(&mut h, 2, 1);
     assert_eq!(misses(&rechecked), vec![(peer(9001), 1)]);
-    assert_eq!(asked(&rechecked), vec![conns[0]], "asked again");
-    assert_eq!(misses(&h.check(3)), vec![(peer(9001), 2)]);
-    assert_eq!(misses(&h.check(4)), vec![(peer(9001), 3)]);
-    assert!(
-        h.neighbors().is_empty(),
-        "reported at the third check, as if never excused"
+    assert!(asked(&rechecked).is_empty());
+    let check = h.check(3);
+    assert!(misses(&check).is_empty(), "counted at the recheck");
+    assert_eq!(asked(&check), vec![conns[0]], "asked again");
+    assert_eq!(misses(&recheck(&mut h, 3, 2)), vec![(peer(9001), 2)]);
+    h.check(4);
+    assert_eq!(misses(&recheck(&mut h, 4, 2)), vec![(peer(9001), 3)]);
+    assert!(h.neighbors().is_empty(), "reported at the third miss");
+}
+
+#[test]
+fn a_request_unanswered_half_an_interval_on_is_a_miss_then() {
+    let (mut h, conns) = Harness::with_neighbors(&[peer(9001), peer(9002)]);
+    let check = h.check(1);
+    assert_eq!(asked(&check), conns);
+    assert_eq!(
+        timers(&check, Timer::Recheck),
+        vec![T0 + LIVENESS + LIVENESS / 2]
     );
+    // 9002 answers within half an interval; 9001, frozen, never does.
+    h.reply(conns[1], peer(9002), T0 + LIVENESS + 300);
+    assert!(misses(&recheck(&mut h, 1, 1)).is_empty(), "not due yet");
+    assert_eq!(misses(&recheck(&mut h, 1, 2)), vec![(peer(9001), 1)]);
+    for k in 2..=3 {
+        let check = h.check(k);
+        assert!(misses(&check).is_empty(), "counted half an interval before");
+        assert_eq!(asked(&check), conns, "both asked again");
+        h.reply(conns[1], peer(9002), T0 + k * LIVENESS + 300);
+        let expected = u32::try_from(k).unwrap_or(u32::MAX);
+        assert_eq!(misses(&recheck(&mut h, k, 2)), vec![(peer(9001), expected)]);
+    }
+    // Reported 2.5 intervals after the first request it left unanswered.
+    assert_eq!(h.neighbors(), vec![peer(9002)]);
 }
 
 #[test]
