@@ -47,7 +47,8 @@ pub enum Timer {
     IdleSweep,
     /// Seed: the check of a dead-node report is due.
     Verify,
-    /// Judge again the remotes a liveness check excused while the loop was behind.
+    /// Judge the liveness requests due: a peer's, half an interval after they went out;
+    /// a remote a check excused while the loop was behind, again a quarter interval on.
     Recheck,
 }
 

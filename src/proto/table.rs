@@ -10,7 +10,7 @@
 //! shrinks when the table empties by half, so a table holds little more than its entries.
 //! Iteration is in key order, as a `BTreeMap`'s is.
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Table<K, V> {
     keys: Vec<K>,
     vals: Vec<V>,
@@ -79,20 +79,6 @@ impl<K: Ord, V> Table<K, V> {
         Some(val)
     }
 
-    /// Keeps the entries for which `keep` is true.
-    pub fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
-        let mut i = 0;
-        while let (Some(k), Some(v)) = (self.keys.get(i), self.vals.get_mut(i)) {
-            if keep(k, v) {
-                i += 1;
-            } else {
-                self.keys.remove(i);
-                self.vals.remove(i);
-            }
-        }
-        self.shrink();
-    }
-
     /// Gives back the room of a table that lost more than half its entries.
     fn shrink(&mut self) {
         let len = self.keys.len();
@@ -111,22 +97,8 @@ impl<K: Ord, V> Table<K, V> {
         self.keys.iter().zip(self.vals.iter_mut())
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &K> + '_ {
-        self.keys.iter()
-    }
-
     pub fn values(&self) -> impl Iterator<Item = &V> + '_ {
         self.vals.iter()
-    }
-}
-
-impl<K: Ord, V> FromIterator<(K, V)> for Table<K, V> {
-    fn from_iter<I: IntoIterator<Item = (K, V)>>(pairs: I) -> Self {
-        let mut table = Table::new();
-        for (k, v) in pairs {
-            table.insert(k, v);
-        }
-        table
     }
 }
 
@@ -141,7 +113,6 @@ mod tests {
         Insert(u8, u32),
         Remove(u8),
         Bump(u8),
-        RetainEven,
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -149,7 +120,6 @@ mod tests {
             4 => (any::<u8>(), any::<u32>()).prop_map(|(k, v)| Op::Insert(k % 40, v)),
             3 => any::<u8>().prop_map(|k| Op::Remove(k % 40)),
             2 => any::<u8>().prop_map(|k| Op::Bump(k % 40)),
-            1 => Just(Op::RetainEven),
         ]
     }
 
@@ -170,16 +140,12 @@ mod tests {
                         }
                         prop_assert_eq!(table.get(&k), model.get(&k));
                     }
-                    Op::RetainEven => {
-                        table.retain(|_, v| *v % 2 == 0);
-                        model.retain(|_, v| *v % 2 == 0);
-                    }
                 }
                 prop_assert_eq!(table.len(), model.len());
                 let pairs: Vec<_> = table.iter().map(|(k, v)| (*k, *v)).collect();
                 let expected: Vec<_> = model.iter().map(|(k, v)| (*k, *v)).collect();
                 prop_assert_eq!(pairs, expected);
-                prop_assert!(table.keys().zip(table.keys().skip(1)).all(|(a, b)| a < b));
+                prop_assert!(table.keys.windows(2).all(|w| w.first() < w.last()));
             }
         }
     }

@@ -161,7 +161,8 @@ pub struct PeerCore {
     /// When `start` was called: gossip of our own origin stamped since then is ours.
     started: Millis,
     liveness_due: Millis,
-    /// When the neighbours a check excused are judged again.
+    /// When the next pending requests are judged (half an interval after they went
+    /// out, or a quarter interval after an excuse).
     recheck_due: Option<Millis>,
     sweep_due: Millis,
     seed_retry_due: Option<Millis>,
