@@ -6,9 +6,12 @@
 //! in that order is the same as running the whole batch in order, whatever the cuts.
 //!
 //! Only the dials are ordered on the caller's thread. The rest is cut by node (from a
-//! sample, then one pass that moves each input to its shard's side) and each shard orders
-//! its own inputs on its own thread: a full sort of every busy millisecond on one thread
-//! took about a tenth of a large run (4.2 of 49 s at 100,000 peers).
+//! sample, then passes that move each input to its shard's side) and each shard orders
+//! its own inputs on the thread that runs it: a full sort of every busy millisecond on
+//! one thread took about a tenth of a large run (4.2 of 49 s at 100,000 peers). There are
+//! several shards per thread, taken as threads come free: inputs differ in cost (a
+//! first sight of a message costs several duplicates), so equal counts are not equal
+//! work.
 
 use super::engine::Scheduled;
 
@@ -46,39 +49,53 @@ pub(crate) fn by_node(part: &mut [Scheduled]) {
     part.sort_unstable_by_key(|s| (s.node, s.seq));
 }
 
-/// Cuts `batch` (numbered by [`dials_first`]) into up to `threads` shards of about equal
-/// size (as a sample of it finds them), moving every input to its shard's side. Only a
-/// batch of `threads * split_min` inputs or more is cut. Empty when the batch runs as one
-/// shard.
-pub(crate) fn cut(batch: &mut [Scheduled], threads: usize, split_min: usize) -> Vec<Cut> {
-    let threads = threads.min(batch.len() / split_min.max(1));
-    if threads < 2 {
+/// Cuts `batch` (numbered by [`dials_first`]) into up to `pieces` shards of about equal
+/// size (as a sample of it finds them), none under `split_min` inputs, moving every input
+/// to its shard's side. Empty when the batch runs as one shard.
+pub(crate) fn cut(batch: &mut [Scheduled], pieces: usize, split_min: usize) -> Vec<Cut> {
+    let pieces = pieces.min(batch.len() / split_min.max(1));
+    if pieces < 2 {
         return Vec::new();
     }
-    let mut cuts = Vec::with_capacity(threads - 1);
-    let mut done = 0;
-    for node in cut_nodes(batch, threads) {
-        let rest = batch.get_mut(done..).unwrap_or_default();
-        let low = partition(rest, node);
-        if low == 0 || low == rest.len() {
-            continue;
-        }
-        done += low;
-        cuts.push(Cut { at: done, node });
-    }
+    let nodes = cut_nodes(batch, pieces);
+    let mut cuts = Vec::with_capacity(nodes.len());
+    place(batch, &nodes, 0, &mut cuts);
+    cuts.dedup_by_key(|c| c.at);
+    let len = batch.len();
+    cuts.retain(|c| c.at > 0 && c.at < len);
     cuts
 }
 
 /// The first node of each shard after the first: quantiles of a sample of the batch.
-fn cut_nodes(batch: &[Scheduled], threads: usize) -> Vec<u32> {
+fn cut_nodes(batch: &[Scheduled], pieces: usize) -> Vec<u32> {
     let step = (batch.len() / SAMPLES).max(1);
     let mut sample: Vec<u32> = batch.iter().step_by(step).map(|s| s.node).collect();
     sample.sort_unstable();
-    let mut nodes: Vec<u32> = (1..threads)
-        .filter_map(|k| sample.get(sample.len() * k / threads).copied())
+    let mut nodes: Vec<u32> = (1..pieces)
+        .filter_map(|k| sample.get(sample.len() * k / pieces).copied())
         .collect();
     nodes.dedup();
     nodes
+}
+
+/// Moves `part`'s inputs to the sides of `nodes` (ascending), halving the range each
+/// time, so that every input moves about log2(pieces) times; pushes a cut for each node
+/// in order. `offset` is `part`'s place in the batch.
+fn place(part: &mut [Scheduled], nodes: &[u32], offset: usize, cuts: &mut Vec<Cut>) {
+    let mid = nodes.len() / 2;
+    let (Some(&node), Some(below), Some(above)) =
+        (nodes.get(mid), nodes.get(..mid), nodes.get(mid + 1..))
+    else {
+        return;
+    };
+    let low = partition(part, node);
+    let (low_part, high_part) = part.split_at_mut(low);
+    place(low_part, below, offset, cuts);
+    cuts.push(Cut {
+        at: offset + low,
+        node,
+    });
+    place(high_part, above, offset + low, cuts);
 }
 
 /// Moves the entries for nodes below `node` to the front; returns how many there are.
@@ -121,12 +138,12 @@ mod tests {
     /// (dial?, node, scheduled place) of each entry, in the order they would run.
     fn run_order(
         batch: &mut [Scheduled],
-        threads: usize,
+        pieces: usize,
         split_min: usize,
     ) -> Vec<(bool, u32, u32)> {
         let dials = dials_first(batch);
         let (dial_part, rest) = batch.split_at_mut(dials);
-        let cuts = cut(rest, threads, split_min);
+        let cuts = cut(rest, pieces, split_min);
         let mut start = 0;
         for end in cuts.iter().map(|c| c.at).chain([rest.len()]) {
             let part = rest.get_mut(start..end).unwrap_or_default();
@@ -146,7 +163,7 @@ mod tests {
         #[test]
         fn the_order_is_the_same_for_any_number_of_shards(
             spec in prop::collection::vec((0u32..40, prop::bool::weighted(0.1)), 0..300),
-            threads in 1usize..5,
+            pieces in 1usize..40,
             split_min in 1usize..20,
         ) {
             let make = || spec.iter().map(|&(n, a)| entry(n, a)).collect::<Vec<_>>();
@@ -156,7 +173,7 @@ mod tests {
                 .map(|(i, &(n, a))| (a, n, i as u32))
                 .collect();
             expected.sort_by_key(|&(a, n, i)| (!a, n, i));
-            prop_assert_eq!(run_order(&mut make(), threads, split_min), expected.clone());
+            prop_assert_eq!(run_order(&mut make(), pieces, split_min), expected.clone());
             prop_assert_eq!(run_order(&mut make(), 1, split_min), expected);
         }
     }
@@ -171,6 +188,16 @@ mod tests {
         assert_eq!(cuts.len(), 1, "{cuts:?}");
         let at = cuts.first().map_or(0, |c| c.at);
         assert!((4_500..=5_500).contains(&at), "first shard {at} of 10000");
+        let mut batch: Vec<Scheduled> = (0..10_000u32)
+            .map(|i| entry(i * 7919 % 5000, false))
+            .collect();
+        dials_first(&mut batch);
+        let cuts = cut(&mut batch, 16, 100);
+        assert_eq!(cuts.len(), 15, "{cuts:?}");
+        let sizes: Vec<usize> = (cuts.iter().map(|c| c.at).chain([10_000]))
+            .scan(0, |start, end| Some(end - std::mem::replace(start, end)))
+            .collect();
+        assert!(sizes.iter().all(|n| (400..=850).contains(n)), "{sizes:?}");
     }
 
     #[test]

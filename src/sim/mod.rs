@@ -29,6 +29,7 @@ use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Mutex;
 
 use crate::proto::{Event, Millis, Node};
 
@@ -132,9 +133,13 @@ impl NetStats {
     }
 }
 
-/// The fewest inputs a thread is given: starting one costs about 20 us, an input about
-/// 1 us. A millisecond with fewer than twice this runs on the caller's thread alone.
+/// The fewest inputs a shard is given: starting a thread costs about 20 us, an input
+/// about 1 us. A millisecond with fewer than twice this runs on the caller's thread alone.
 const SPLIT_MIN: usize = 2048;
+
+/// Shards per thread in a split millisecond: enough that a thread that drew costly
+/// inputs leaves the rest to the others, few enough that each keeps thousands of inputs.
+const PIECES_PER_THREAD: usize = 8;
 
 /// The simulator.
 pub struct Sim<O: Observer = Recorder> {
@@ -359,8 +364,12 @@ impl<O: Observer> Sim<O> {
         if batch.is_empty() {
             return;
         }
+        let pieces = match threads {
+            1 => 1,
+            _ => threads * PIECES_PER_THREAD,
+        };
         let cuts = match numbered {
-            true => batch::cut(batch, threads, self.split_min),
+            true => batch::cut(batch, pieces, self.split_min),
             false => Vec::new(),
         };
         self.split_batches += u64::from(!cuts.is_empty());
@@ -369,7 +378,7 @@ impl<O: Observer> Sim<O> {
             .collect();
         let (net, whole, mut sink) = self.lend();
         let parts = split(whole, batch, &cuts);
-        run_parts(parts, &net, spare, numbered, |out| sink.apply(out));
+        run_parts(parts, threads, &net, spare, numbered, |out| sink.apply(out));
     }
 
     /// What every shard reads now, every node as one shard to split, and where their
@@ -395,7 +404,7 @@ impl<O: Observer> Sim<O> {
             observer: &mut self.observer,
             stats: &mut self.stats,
             spare: &mut self.spare,
-            keep: self.threads.max(2),
+            keep: self.threads * PIECES_PER_THREAD + 1,
         };
         (net, whole, sink)
     }
@@ -461,42 +470,88 @@ fn split<'s, 'b>(
     parts
 }
 
-/// Runs each part, the first on this thread and the others on their own, each into one
-/// of `spare`'s outputs (ordering its inputs first when `numbered`), and hands the
-/// outputs to `apply` in the parts' order: the first one's while the others still run.
+/// Runs the parts on up to `threads` threads, this one among them, each thread taking the
+/// next part not yet taken as it comes free; each part runs into one of `spare`'s outputs
+/// (ordering its inputs first when `numbered`). The outputs go to `apply` in the parts'
+/// order, on this thread: each as soon as it and those before it are done.
 fn run_parts(
     parts: Vec<(Shard<'_>, &mut [Scheduled])>,
+    threads: usize,
     net: &Net<'_>,
     spare: Vec<Output>,
     numbered: bool,
     mut apply: impl FnMut(Output),
 ) {
+    let count = parts.len();
     let mut spare = spare.into_iter();
-    let mut work = parts.into_iter().map(|(shard, batch)| {
-        let out = spare.next().unwrap_or_default();
-        (Worker::new(shard, net, out), batch)
-    });
-    let Some((first, first_batch)) = work.next() else {
-        return;
-    };
-    let run = move |worker: Worker<'_, '_>, batch: &mut [Scheduled]| {
+    let work: Vec<_> = (parts.into_iter().enumerate())
+        .map(|(i, (shard, batch))| {
+            let out = spare.next().unwrap_or_default();
+            (i, Worker::new(shard, net, out), batch)
+        })
+        .collect();
+    let todo = Mutex::new(work.into_iter());
+    let done = Mutex::new(Done::new(count));
+    // Runs parts until none is left; true when it ran one.
+    let run_next = || {
+        let Some((i, worker, batch)) = lock(&todo).next() else {
+            return false;
+        };
         if numbered {
             batch::by_node(batch);
         }
-        worker.run(batch)
+        let out = worker.run(batch);
+        lock(&done).put(i, out);
+        true
     };
     std::thread::scope(|scope| {
-        let others: Vec<_> = work
-            .map(|(worker, batch)| scope.spawn(move || run(worker, batch)))
-            .collect();
-        apply(run(first, first_batch));
-        for handle in others {
-            match handle.join() {
-                Ok(out) => apply(out),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
+        for _ in 1..threads.min(count) {
+            scope.spawn(move || while run_next() {});
         }
-    })
+        while run_next() {
+            // Queued while the other threads run theirs.
+            let ready = lock(&done).take_ready();
+            ready.into_iter().for_each(&mut apply);
+        }
+    });
+    lock(&done).take_ready().into_iter().for_each(apply);
+}
+
+/// The parts' outputs as they come in, handed on in order.
+struct Done {
+    outs: Vec<Option<Output>>,
+    next: usize,
+}
+
+impl Done {
+    fn new(count: usize) -> Self {
+        Done {
+            outs: (0..count).map(|_| None).collect(),
+            next: 0,
+        }
+    }
+
+    fn put(&mut self, i: usize, out: Output) {
+        if let Some(slot) = self.outs.get_mut(i) {
+            *slot = Some(out);
+        }
+    }
+
+    /// The outputs from the next one on that are in, up to the first missing.
+    fn take_ready(&mut self) -> Vec<Output> {
+        let mut ready = Vec::new();
+        while let Some(out) = self.outs.get_mut(self.next).and_then(Option::take) {
+            ready.push(out);
+            self.next += 1;
+        }
+        ready
+    }
+}
+
+/// Locks `m`; a thread that panicked while holding it has already failed the run (the
+/// scope re-raises its panic), so a poisoned lock is used as it is.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
