@@ -1,11 +1,10 @@
 //! One virtual millisecond's inputs: put in order and cut into shards by node.
 //!
-//! The order a batch runs in is fixed: the dials first (they run alone, as accepting one
-//! links two nodes' tables), then every other input by node, each node's in the order
-//! they were scheduled. The shards are ranges of nodes, so running them one after another
+//! The order a batch runs in is fixed: by node, each node's inputs in the order they were
+//! scheduled. The shards are ranges of nodes, so running them one after another
 //! in that order is the same as running the whole batch in order, whatever the cuts.
 //!
-//! Only the dials are ordered on the caller's thread. The rest is cut by node (from a
+//! The batch is cut by node (from a
 //! sample, then passes that move each input to its shard's side) and each shard orders
 //! its own inputs on the thread that runs it: a full sort of every busy millisecond on
 //! one thread took about a tenth of a large run (4.2 of 49 s at 100,000 peers). There are
@@ -25,23 +24,11 @@ pub(crate) struct Cut {
     pub(crate) node: u32,
 }
 
-/// Numbers the entries in their scheduled order, moves the dials to the front in node
-/// order, and returns how many there are. The rest is left in no particular order.
-pub(crate) fn dials_first(batch: &mut [Scheduled]) -> usize {
-    let mut dials = 0;
-    for i in 0..batch.len() {
-        if let Some(s) = batch.get_mut(i) {
-            s.seq = u32::try_from(i).unwrap_or(u32::MAX);
-        }
-        if batch.get(i).is_some_and(Scheduled::is_accept) {
-            batch.swap(dials, i);
-            dials += 1;
-        }
+/// Numbers the entries in their scheduled order.
+pub(crate) fn number(batch: &mut [Scheduled]) {
+    for (i, s) in batch.iter_mut().enumerate() {
+        s.seq = u32::try_from(i).unwrap_or(u32::MAX);
     }
-    if let Some(dials) = batch.get_mut(..dials) {
-        by_node(dials);
-    }
-    dials
 }
 
 /// Puts one shard's inputs in order: by node, each node's as they were scheduled.
@@ -49,7 +36,7 @@ pub(crate) fn by_node(part: &mut [Scheduled]) {
     part.sort_unstable_by_key(|s| (s.node, s.seq));
 }
 
-/// Cuts `batch` (numbered by [`dials_first`]) into up to `pieces` shards of about equal
+/// Cuts `batch` (numbered by [`number`]) into up to `pieces` shards of about equal
 /// size (as a sample of it finds them), none under `split_min` inputs, moving every input
 /// to its shard's side. Empty when the batch runs as one shard.
 pub(crate) fn cut(batch: &mut [Scheduled], pieces: usize, split_min: usize) -> Vec<Cut> {
@@ -110,88 +97,69 @@ fn partition(part: &mut [Scheduled], node: u32) -> usize {
     low
 }
 
-/// The whole-batch order for a batch too large to number: dials first, then by node,
-/// stable.
-pub(crate) fn order_unnumbered(batch: &mut [Scheduled]) -> usize {
-    batch.sort_by_key(|s| (!s.is_accept(), s.node));
-    batch.partition_point(Scheduled::is_accept)
+/// The whole-batch order for a batch too large to number: by node, stable.
+pub(crate) fn by_node_stable(batch: &mut [Scheduled]) {
+    batch.sort_by_key(|s| s.node);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::ConnId;
     use crate::sim::engine::Input;
     use proptest::prelude::*;
 
-    fn entry(node: u32, accept: bool) -> Scheduled {
-        let input = match accept {
-            true => Input::Accept {
-                from: 0,
-                from_conn: ConnId(1),
-            },
-            false => Input::Connected(ConnId(u64::from(node))),
-        };
-        Scheduled::new(node, input)
+    fn entry(node: u32) -> Scheduled {
+        Scheduled::new(node, Input::Start)
     }
 
-    /// (dial?, node, scheduled place) of each entry, in the order they would run.
-    fn run_order(
-        batch: &mut [Scheduled],
-        pieces: usize,
-        split_min: usize,
-    ) -> Vec<(bool, u32, u32)> {
-        let dials = dials_first(batch);
-        let (dial_part, rest) = batch.split_at_mut(dials);
-        let cuts = cut(rest, pieces, split_min);
+    /// (node, scheduled place) of each entry, in the order they would run.
+    fn run_order(batch: &mut [Scheduled], pieces: usize, split_min: usize) -> Vec<(u32, u32)> {
+        number(batch);
+        let cuts = cut(batch, pieces, split_min);
         let mut start = 0;
-        for end in cuts.iter().map(|c| c.at).chain([rest.len()]) {
-            let part = rest.get_mut(start..end).unwrap_or_default();
+        for end in cuts.iter().map(|c| c.at).chain([batch.len()]) {
+            let part = batch.get_mut(start..end).unwrap_or_default();
             assert!(part
                 .iter()
                 .all(|s| cuts.iter().all(|c| (s.node < c.node) == (end <= c.at))));
             by_node(part);
             start = end;
         }
-        let all = dial_part.iter().chain(rest.iter());
-        all.map(|s| (s.is_accept(), s.node, s.seq)).collect()
+        batch.iter().map(|s| (s.node, s.seq)).collect()
     }
 
     proptest! {
-        /// Cut into any number of shards, a batch runs in the one order: dials first, then
-        /// by node, each node's inputs as scheduled.
+        /// Cut into any number of shards, a batch runs in the one order: by node, each
+        /// node's inputs as scheduled.
         #[test]
         fn the_order_is_the_same_for_any_number_of_shards(
-            spec in prop::collection::vec((0u32..40, prop::bool::weighted(0.1)), 0..300),
+            spec in prop::collection::vec(0u32..40, 0..300),
             pieces in 1usize..40,
             split_min in 1usize..20,
         ) {
-            let make = || spec.iter().map(|&(n, a)| entry(n, a)).collect::<Vec<_>>();
-            let mut expected: Vec<(bool, u32, u32)> = spec
-                .iter()
-                .enumerate()
-                .map(|(i, &(n, a))| (a, n, i as u32))
-                .collect();
-            expected.sort_by_key(|&(a, n, i)| (!a, n, i));
+            let make = || spec.iter().map(|&n| entry(n)).collect::<Vec<_>>();
+            let mut expected: Vec<(u32, u32)> =
+                spec.iter().enumerate().map(|(i, &n)| (n, i as u32)).collect();
+            expected.sort();
             prop_assert_eq!(run_order(&mut make(), pieces, split_min), expected.clone());
-            prop_assert_eq!(run_order(&mut make(), 1, split_min), expected);
+            prop_assert_eq!(run_order(&mut make(), 1, split_min), expected.clone());
+            let mut unnumbered = make();
+            by_node_stable(&mut unnumbered);
+            let order: Vec<u32> = unnumbered.iter().map(|s| s.node).collect();
+            prop_assert_eq!(order, expected.iter().map(|e| e.0).collect::<Vec<_>>());
         }
     }
 
     #[test]
     fn a_busy_batch_is_cut_into_shares_of_about_equal_size() {
-        let mut batch: Vec<Scheduled> = (0..10_000u32)
-            .map(|i| entry(i * 7919 % 5000, false))
-            .collect();
-        dials_first(&mut batch);
+        let mut batch: Vec<Scheduled> = (0..10_000u32).map(|i| entry(i * 7919 % 5000)).collect();
+        number(&mut batch);
         let cuts = cut(&mut batch, 2, 100);
         assert_eq!(cuts.len(), 1, "{cuts:?}");
         let at = cuts.first().map_or(0, |c| c.at);
         assert!((4_500..=5_500).contains(&at), "first shard {at} of 10000");
-        let mut batch: Vec<Scheduled> = (0..10_000u32)
-            .map(|i| entry(i * 7919 % 5000, false))
-            .collect();
-        dials_first(&mut batch);
+        let mut batch: Vec<Scheduled> = (0..10_000u32).map(|i| entry(i * 7919 % 5000)).collect();
+        number(&mut batch);
         let cuts = cut(&mut batch, 16, 100);
         assert_eq!(cuts.len(), 15, "{cuts:?}");
         let sizes: Vec<usize> = (cuts.iter().map(|c| c.at).chain([10_000]))
@@ -202,7 +170,7 @@ mod tests {
 
     #[test]
     fn a_small_batch_is_not_cut() {
-        let mut batch: Vec<Scheduled> = (0..100u32).map(|i| entry(i, false)).collect();
+        let mut batch: Vec<Scheduled> = (0..100u32).map(entry).collect();
         assert!(cut(&mut batch, 2, 2048).is_empty());
     }
 }

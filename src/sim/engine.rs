@@ -4,10 +4,12 @@
 //! The work of one virtual millisecond is split by node into shards that may run on
 //! separate threads. A shard changes only its own nodes, their connection tables and
 //! their network RNGs; what reaches other nodes (frames, dials, closes, timers) and what
-//! nodes log it hands back in order, and the simulator queues it shard by shard. Every
-//! input due in a millisecond is scheduled at least a millisecond after it was sent, or
-//! in a later batch of the same one, so no shard can see another's output early: the run
-//! is the same whatever the number of shards.
+//! nodes log it hands back in order, and the simulator queues it shard by shard. A dial
+//! too is two steps, one per end: the acceptor links its end and answers `connected`,
+//! which links the dialler's (or, if the dialler gave up meanwhile, closes the
+//! acceptor's). Every input due in a millisecond is scheduled at least a millisecond
+//! after it was sent, or in a later batch of the same one, so no shard can see another's
+//! output early: the run is the same whatever the number of shards.
 //!
 //! This is the hot path of a large run (tens of millions of gossip frames), so it avoids
 //! work per frame: a frame shared by a broadcast is one `Arc` on every connection and is
@@ -51,7 +53,12 @@ pub(crate) enum Input {
         from: u32,
         from_conn: ConnId,
     },
-    Connected(ConnId),
+    /// This node's dial on `conn` was accepted by `peer`, whose end is `peer_conn`.
+    Connected {
+        conn: ConnId,
+        peer: u32,
+        peer_conn: ConnId,
+    },
     Closed(ConnId, Why),
     Deliver(ConnId, Arc<Message>),
 }
@@ -75,9 +82,14 @@ impl Scheduled {
         }
     }
 
-    /// A dial arriving: accepting it changes two nodes' tables, so it runs on its own.
-    pub(crate) fn is_accept(&self) -> bool {
-        matches!(self.input, Input::Accept { .. })
+    /// A `connected` for `node`: the acceptor to tell if the dialler is gone.
+    pub(crate) fn accepted_by(&self, node: u32) -> Option<(u32, ConnId)> {
+        match self.input {
+            Input::Connected {
+                peer, peer_conn, ..
+            } if self.node == node => Some((peer, peer_conn)),
+            _ => None,
+        }
     }
 }
 
@@ -87,6 +99,8 @@ pub(crate) struct Net<'a> {
     pub(crate) model: &'a NetModel,
     pub(crate) lossy: FrameKinds,
     pub(crate) up: &'a [bool],
+    /// Every node's address, by index.
+    pub(crate) addrs: &'a [SocketAddr],
     pub(crate) by_addr: &'a HashMap<SocketAddr, u32>,
     pub(crate) cuts: &'a Cuts,
 }
@@ -191,9 +205,14 @@ impl<'s, 'n> Worker<'s, 'n> {
     fn step(&mut self, node: u32, input: Input) {
         let now = self.net.now;
         self.out.stats.inputs += 1;
-        if let Input::Accept { from, from_conn } = input {
-            self.accept(node, from, from_conn);
-            return;
+        match input {
+            Input::Accept { from, from_conn } => return self.accept(node, from, from_conn),
+            Input::Connected {
+                conn,
+                peer,
+                peer_conn,
+            } => return self.connected(node, conn, peer, peer_conn),
+            _ => {}
         }
         if !self.is_up(node) {
             return;
@@ -204,7 +223,6 @@ impl<'s, 'n> Worker<'s, 'n> {
         match input {
             Input::Start => n.start(now),
             Input::Timer(t) => n.timer(t, now),
-            Input::Connected(conn) => n.connected(conn, now),
             Input::Closed(conn, why) => {
                 n.closed(conn, why.disconnect(), now);
                 self.shard.routes.remove(node, conn);
@@ -213,7 +231,7 @@ impl<'s, 'n> Worker<'s, 'n> {
                 n.deliver_owned(conn, msg, now);
                 self.out.stats.frames_delivered += 1;
             }
-            Input::Accept { .. } => {}
+            Input::Accept { .. } | Input::Connected { .. } => {}
         }
         self.drain(node);
     }
@@ -231,16 +249,12 @@ impl<'s, 'n> Worker<'s, 'n> {
         self.shard.nodes.get(i as usize).map(Node::addr)
     }
 
-    /// A dial arrives: a running node accepts it (unless the dialler gave up meanwhile),
-    /// and both ends are linked; otherwise the dialler is refused. Needs both nodes in
-    /// this shard.
+    /// A dial arrives: a running node accepts it and links its end; otherwise the
+    /// dialler is refused.
     fn accept(&mut self, node: u32, from: u32, from_conn: ConnId) {
-        if !self.shard.routes.contains(from, from_conn) {
-            return;
-        }
         let now = self.net.now;
         let lat = self.latency(node);
-        let remote = self.addr(from);
+        let remote = self.net.addrs.get(from as usize).copied();
         let up = self.is_up(node);
         let target = self.node_mut(node).filter(|_| up);
         let (Some(n), Some(remote)) = (target, remote) else {
@@ -259,15 +273,38 @@ impl<'s, 'n> Worker<'s, 'n> {
             open: true,
         };
         self.shard.routes.insert(node, back);
-        let forth = Route {
+        let connected = Input::Connected {
             conn: from_conn,
             peer: node,
             peer_conn: conn,
-            last_arrival: now,
-            open: true,
         };
-        self.shard.routes.insert(from, forth);
-        self.schedule(now + lat, from, Input::Connected(from_conn));
+        self.schedule(now + lat, from, connected);
+        self.drain(node);
+    }
+
+    /// The dial on `conn` was accepted: its end is linked and the core told, unless the
+    /// dialler closed it or crashed meanwhile: then the acceptor hears its end close.
+    fn connected(&mut self, node: u32, conn: ConnId, peer: u32, peer_conn: ConnId) {
+        let now = self.net.now;
+        let Some(route) = self.shard.routes.get_mut(node, conn) else {
+            let gone = Route {
+                conn,
+                peer,
+                peer_conn,
+                last_arrival: now,
+                open: true,
+            };
+            return self.send_fin(node, gone);
+        };
+        route.peer_conn = peer_conn;
+        route.last_arrival = now;
+        route.open = true;
+        if !self.is_up(node) {
+            return;
+        }
+        if let Some(n) = self.node_mut(node) {
+            n.connected(conn, now);
+        }
         self.drain(node);
     }
 
@@ -397,4 +434,16 @@ fn latency(rng: &mut SmallRng, model: &NetModel) -> Millis {
 fn lost(rng: &mut SmallRng, model: &NetModel) -> bool {
     // `loss > 0.0` is false for NaN too.
     model.loss > 0.0 && rng.random_bool(model.loss.min(1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Millions of entries wait in the queue of a large run: each stays 32 bytes.
+    #[test]
+    fn a_queue_entry_is_32_bytes() {
+        assert_eq!(std::mem::size_of::<Scheduled>(), 32);
+        assert_eq!(std::mem::size_of::<(Millis, Scheduled)>(), 40);
+    }
 }

@@ -38,7 +38,7 @@ pub use command::run;
 pub use scenario::{peer_addr, seed_addr, simulate, Outcome, Progress, Scenario, ScenarioError};
 
 use batch::Cut;
-use engine::{Input, Net, Output, Scheduled, Shard, Worker};
+use engine::{Input, Net, Output, Scheduled, Shard, Why, Worker};
 pub use frames::FrameKinds;
 use queue::Calendar;
 use routes::{Cuts, Routes};
@@ -153,6 +153,8 @@ pub struct Sim<O: Observer = Recorder> {
     /// Per node: the RNG that draws the latency and loss of what it sends, so that a node's
     /// draws do not depend on which thread runs it, nor on other nodes.
     rngs: Vec<SmallRng>,
+    /// Every node's address, by index (an acceptor reads its dialler's here).
+    addrs: Vec<SocketAddr>,
     by_addr: HashMap<SocketAddr, u32>,
     routes: Routes,
     cuts: Cuts,
@@ -193,6 +195,7 @@ impl<O: Observer> Sim<O> {
             nodes: Vec::new(),
             up: Vec::new(),
             rngs: Vec::new(),
+            addrs: Vec::new(),
             by_addr: HashMap::new(),
             routes: Routes::default(),
             cuts: Cuts::new(),
@@ -226,6 +229,7 @@ impl<O: Observer> Sim<O> {
     /// the node table unused.
     pub fn reserve(&mut self, more: usize) {
         self.nodes.reserve_exact(more);
+        self.addrs.reserve_exact(more);
         self.up.reserve_exact(more);
         self.rngs.reserve_exact(more);
         self.routes.reserve(more);
@@ -236,6 +240,7 @@ impl<O: Observer> Sim<O> {
         let idx = self.nodes.len();
         let id = u32::try_from(idx).expect("fewer than 2^32 simulated nodes");
         self.by_addr.insert(core.addr(), id);
+        self.addrs.push(core.addr());
         self.nodes.push(core);
         self.up.push(true);
         let stream = u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -315,9 +320,21 @@ impl<O: Observer> Sim<O> {
         }
         self.close_all(id);
         self.routes.forget_towards(id);
-        // Dials on their way reach the new process; the rest was for the old one.
-        let for_old = |s: &Scheduled| s.node == id && !matches!(s.input, Input::Accept { .. });
-        self.queue.retain(|s| !for_old(s));
+        // Dials on their way reach the new process; the rest was for the old one, as were
+        // its own dials (their connection ids may be the new one's). One of those that
+        // was accepted is reset: the acceptor hears its end close.
+        let mut accepted = Vec::new();
+        self.queue.retain(|s| {
+            accepted.extend(s.accepted_by(id));
+            match s.input {
+                Input::Accept { from, .. } => from != id,
+                _ => s.node != id,
+            }
+        });
+        for (peer, peer_conn) in accepted {
+            let at = self.now + self.model.latency_min;
+            self.schedule(at, peer, Input::Closed(peer_conn, Why::Closed));
+        }
         if let (Some(node), Some(up)) = (self.nodes.get_mut(idx), self.up.get_mut(idx)) {
             *node = core;
             *up = true;
@@ -344,13 +361,11 @@ impl<O: Observer> Sim<O> {
             self.now = at;
             self.cuts.heal_due(at);
             let numbered = u32::try_from(batch.len()).is_ok();
-            let dials = match numbered {
-                true => batch::dials_first(&mut batch),
-                false => batch::order_unnumbered(&mut batch),
-            };
-            let (dials, rest) = batch.split_at_mut(dials);
-            self.run_batch(dials, 1, numbered);
-            self.run_batch(rest, self.threads, numbered);
+            match numbered {
+                true => batch::number(&mut batch),
+                false => batch::by_node_stable(&mut batch),
+            }
+            self.run_batch(&mut batch, self.threads, numbered);
             self.queue.recycle(batch);
         }
         self.now = self.now.max(until);
@@ -389,6 +404,7 @@ impl<O: Observer> Sim<O> {
             model: &self.model,
             lossy: self.lossy,
             up: &self.up,
+            addrs: &self.addrs,
             by_addr: &self.by_addr,
             cuts: &self.cuts,
         };
@@ -655,5 +671,42 @@ mod tests {
         assert!(!sim.restart(1, peer(2, 2)), "another address");
         assert!(!sim.restart(7, peer(1, 2)), "no such node");
         assert!(sim.restart(1, peer(1, 2)) && sim.is_up(1));
+    }
+
+    /// The seed's connection count once a dial from a peer that crashed (or restarted)
+    /// after dialling has run its course, with the seed's acceptance counted.
+    fn seed_conns_after_dialler_fails(restart: bool) -> (usize, u64) {
+        let model = NetModel {
+            latency_min: 5,
+            latency_max: 5,
+            loss: 0.0,
+        };
+        let mut sim = Sim::new(model, 1);
+        sim.add(seed(), 0);
+        sim.add(peer(1, 1), 0);
+        // The peer starts and dials the seed; the dial arrives 5 ms later.
+        sim.run_for(1);
+        sim.fail(1, Failure::Crash);
+        if restart {
+            // After the seed accepted, before the peer heard it.
+            sim.run_for(6);
+            assert!(sim.restart(1, peer(1, 2)));
+        }
+        sim.run_for(100);
+        let Some(Node::Seed(s)) = sim.node(0) else {
+            panic!("node 0 is a seed")
+        };
+        let [conns, ..] = s.footprint();
+        (conns, sim.stats().connections_opened)
+    }
+
+    #[test]
+    fn an_accepted_dial_whose_dialler_is_gone_is_closed_at_the_acceptor() {
+        // Crashed: the seed accepts, and hears the end close.
+        let (conns, opened) = seed_conns_after_dialler_fails(false);
+        assert_eq!((conns, opened), (0, 1));
+        // Restarted: the old dial is reset; the new process registers afresh.
+        let (conns, opened) = seed_conns_after_dialler_fails(true);
+        assert_eq!((conns, opened), (1, 2));
     }
 }

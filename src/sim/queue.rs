@@ -135,7 +135,7 @@ impl<T> Calendar<T> {
 
     /// Drops the entries `keep` rejects; the others keep their order. A scan of every
     /// bucket and the heap, for rare events (a node's restart).
-    pub(crate) fn retain(&mut self, keep: impl Fn(&T) -> bool) {
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
         for slot in &mut self.slots {
             slot.retain(|item| keep(item));
         }

@@ -206,6 +206,7 @@ impl<'a> RouteSlice<'a> {
         self.table(node)?.get_mut(conn)
     }
 
+    #[cfg(test)]
     pub(crate) fn contains(&mut self, node: u32, conn: ConnId) -> bool {
         self.get_mut(node, conn).is_some()
     }
