@@ -2,12 +2,12 @@
 //! virtual clock, and `gossipd sim`, the stress run built on it.
 //!
 //! Deterministic: each node's own seeded RNG draws the latency and loss of what it sends,
-//! the inputs of one virtual millisecond run in node order (dials first; for one node, in
-//! the order they were scheduled), and no wall clock is read here (only `command.rs`
-//! reads one, for its progress line and its resource figures). A minute of protocol runs
-//! in milliseconds, and the same seed replays the same run exactly. A busy millisecond is
-//! split by node over several threads (`engine.rs` says why that changes nothing but the
-//! wall time).
+//! the inputs of one virtual millisecond run in node order (for one node, in the order
+//! they were scheduled), and no wall clock is read here (only `command.rs` reads one, for
+//! its progress line and its resource figures). A minute of protocol runs in
+//! milliseconds, and the same seed replays the same run exactly. A busy millisecond is
+//! cut by node into shards that several threads take as they come free (`engine.rs` says
+//! why that changes nothing but the wall time).
 //!
 //! Files: `queue.rs` (the calendar event queue), `batch.rs` (a millisecond's order and
 //! shards), `routes.rs` (connections, partitions), `engine.rs` (carrying out the cores'
