@@ -100,11 +100,60 @@ pub fn gossip_text(ts: u64, origin: SocketAddr, seq: u64) -> String {
     format!("{ts}:{origin}:{seq}")
 }
 
-/// Whether `text` is [`gossip_text`]`(ts, origin, seq)`, found without building it.
+/// Whether `text` is [`gossip_text`]`(ts, origin, seq)`, found without building it. A
+/// relaying peer asks this of every message it first sees: for an IPv4 origin (all of
+/// them, in practice) the digits are matched one number at a time, without the
+/// formatter.
 pub fn is_gossip_text(text: &str, ts: u64, origin: SocketAddr, seq: u64) -> bool {
+    if let SocketAddr::V4(v4) = origin {
+        let mut rest = Rest(text.as_bytes());
+        let [a, b, c, d] = v4.ip().octets();
+        let port = u64::from(v4.port());
+        let ip = [a, b, c, d].map(u64::from);
+        return rest.number(ts)
+            && rest.take(b":")
+            && ip
+                .iter()
+                .enumerate()
+                .all(|(i, &o)| (i == 0 || rest.take(b".")) && rest.number(o))
+            && rest.take(b":")
+            && rest.number(port)
+            && rest.take(b":")
+            && rest.number(seq)
+            && rest.0.is_empty();
+    }
     let mut rest = Unmatched(Some(text));
     let written = write!(rest, "{ts}:{origin}:{seq}").is_ok();
     written && rest.0 == Some("")
+}
+
+/// The bytes of a text yet to be matched.
+struct Rest<'a>(&'a [u8]);
+
+impl Rest<'_> {
+    /// Matches `piece` and moves past it; false when the text does not go on with it.
+    fn take(&mut self, piece: &[u8]) -> bool {
+        match self.0.strip_prefix(piece) {
+            Some(rest) => {
+                self.0 = rest;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Matches `n` in decimal, as `Display` writes it: the digits that follow, with no
+    /// leading zero, read as a number equal to `n`.
+    fn number(&mut self, n: u64) -> bool {
+        let len = self.0.iter().take_while(|b| b.is_ascii_digit()).count();
+        let (digits, rest) = self.0.split_at(len);
+        let canonical = matches!(digits, [_] | [b'1'..=b'9', ..]);
+        let value = digits.iter().try_fold(0u64, |v, &d| {
+            v.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        });
+        self.0 = rest;
+        canonical && value == Some(n)
+    }
 }
 
 /// What a formatter has yet to match; `None` once a piece differed.
@@ -132,12 +181,43 @@ mod tests {
             "1700:10.0.0.1:9001:33",
             "",
             "x1700:10.0.0.1:9001:3",
+            "01700:10.0.0.1:9001:3",
+            "+1700:10.0.0.1:9001:3",
+            "1700:10.0.0.01:9001:3",
+            "1700:10.0.0.1:9001:03",
+            "1700:10.0.0.1.9001:3",
+            "1700:10.0.0.1:9001:3:",
         ] {
             assert!(!is_gossip_text(other, 1700, a, 3), "{other}");
         }
         assert!(!is_gossip_text(&text, 1701, a, 3));
         assert!(!is_gossip_text(&text, 1700, a, 4));
         assert!(!is_gossip_text(&text, 1700, addr("10.0.0.1:9002"), 3));
+    }
+
+    proptest::proptest! {
+        /// The digit matcher agrees with the formatter on every IPv4 text and on texts
+        /// one value off.
+        #[test]
+        fn the_v4_matcher_agrees_with_the_formatter(
+            ts in proptest::prelude::any::<u64>(),
+            ip in proptest::prelude::any::<[u8; 4]>(),
+            port in proptest::prelude::any::<u16>(),
+            seq in proptest::prelude::any::<u64>(),
+            other in proptest::prelude::any::<(u64, [u8; 4], u16, u64)>(),
+            cut in 0usize..60,
+        ) {
+            let origin = SocketAddr::from((ip, port));
+            let text = gossip_text(ts, origin, seq);
+            proptest::prop_assert!(is_gossip_text(&text, ts, origin, seq));
+            let (ts2, ip2, port2, seq2) = other;
+            let other = gossip_text(ts2, SocketAddr::from((ip2, port2)), seq2);
+            proptest::prop_assert_eq!(is_gossip_text(&other, ts, origin, seq), other == text);
+            let short = text.get(..cut.min(text.len() - 1)).unwrap_or_default();
+            proptest::prop_assert!(!is_gossip_text(short, ts, origin, seq));
+            let long = format!("{text}0");
+            proptest::prop_assert!(!is_gossip_text(&long, ts, origin, seq));
+        }
     }
 
     fn addr(s: &str) -> SocketAddr {
