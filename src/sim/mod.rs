@@ -508,7 +508,7 @@ fn run_parts(
         .collect();
     let todo = Mutex::new(work.into_iter());
     let done = Mutex::new(Done::new(count));
-    // Runs parts until none is left; true when it ran one.
+    // Runs the next part not yet taken; false when none is left.
     let run_next = || {
         let Some((i, worker, batch)) = lock(&todo).next() else {
             return false;
