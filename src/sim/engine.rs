@@ -12,9 +12,9 @@
 //! output early: the run is the same whatever the number of shards.
 //!
 //! This is the hot path of a large run (tens of millions of gossip frames), so it avoids
-//! work per frame: a frame shared by a broadcast is one `Arc` on every connection and is
-//! sized once, a duplicate is absorbed by the core without a copy, and the queue entry
-//! carries the input itself.
+//! work per frame: a frame shared by a broadcast is sized once and is one `Arc` on every
+//! connection, or for standard gossip its numbers alone (`compact.rs`); a duplicate is
+//! absorbed by the core without a copy, and the queue entry carries the input itself.
 
 use rand::rngs::SmallRng;
 use rand::Rng;
@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use super::compact::{Compact, Compactor};
 use super::frames::{FrameKinds, FrameSizer};
 use super::routes::{Cuts, Route, RouteSlice};
 use super::{NetModel, NetStats};
@@ -61,6 +62,8 @@ pub(crate) enum Input {
     },
     Closed(ConnId, Why),
     Deliver(ConnId, Arc<Message>),
+    /// A standard gossip frame, by its numbers.
+    Gossip(Compact),
 }
 
 /// One queue entry: the input and the node it is for.
@@ -174,6 +177,7 @@ pub(crate) struct Worker<'s, 'n> {
     shard: Shard<'s>,
     net: &'n Net<'n>,
     sizer: FrameSizer,
+    compactor: Compactor,
     out: Output,
 }
 
@@ -184,6 +188,7 @@ impl<'s, 'n> Worker<'s, 'n> {
             shard,
             net,
             sizer: FrameSizer::default(),
+            compactor: Compactor::default(),
             out,
         }
     }
@@ -217,6 +222,7 @@ impl<'s, 'n> Worker<'s, 'n> {
         if !self.is_up(node) {
             return;
         }
+        let addrs = self.net.addrs;
         let Some(n) = self.node_mut(node) else {
             return;
         };
@@ -229,6 +235,10 @@ impl<'s, 'n> Worker<'s, 'n> {
             }
             Input::Deliver(conn, msg) => {
                 n.deliver_owned(conn, msg, now);
+                self.out.stats.frames_delivered += 1;
+            }
+            Input::Gossip(g) => {
+                deliver_compact(n, g, addrs, now);
                 self.out.stats.frames_delivered += 1;
             }
             Input::Accept { .. } | Input::Connected { .. } => {}
@@ -367,7 +377,10 @@ impl<'s, 'n> Worker<'s, 'n> {
         }
         let at = (net.now + latency(rng, net.model)).max(route.last_arrival);
         route.last_arrival = at;
-        let input = Input::Deliver(route.peer_conn, msg);
+        let input = match self.compactor.compact(&msg, route.peer_conn, net.by_addr) {
+            Some(g) => Input::Gossip(g),
+            None => Input::Deliver(route.peer_conn, msg),
+        };
         let node = route.peer;
         self.out.scheduled.push((at, Scheduled::new(node, input)));
     }
@@ -412,6 +425,17 @@ impl<'s, 'n> Worker<'s, 'n> {
 
     fn schedule(&mut self, at: Millis, node: u32, input: Input) {
         self.out.scheduled.push((at, Scheduled::new(node, input)));
+    }
+}
+
+/// Hands `g` to node `n`: a duplicate is absorbed from its identity alone, anything else
+/// gets the whole message, rebuilt.
+fn deliver_compact(n: &mut Node, g: Compact, addrs: &[SocketAddr], now: Millis) {
+    let Some(&origin) = addrs.get(g.origin()) else {
+        return;
+    };
+    if !n.absorb_duplicate_id(g.conn(), &g.id(origin), now) {
+        n.message(g.conn(), g.message(origin), now);
     }
 }
 

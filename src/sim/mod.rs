@@ -11,13 +11,15 @@
 //!
 //! Files: `queue.rs` (the calendar event queue), `batch.rs` (a millisecond's order and
 //! shards), `routes.rs` (connections, partitions), `engine.rs` (carrying out the cores'
-//! actions), `frames.rs` (frame sizes and types), `args.rs` (the command's flags),
+//! actions), `compact.rs` (standard gossip by its numbers), `frames.rs` (frame sizes and
+//! types), `args.rs` (the command's flags),
 //! `scenario.rs` (a stress run: plan, failures, partitions, report), `watch.rs` (its
 //! observer), `command.rs` (printing, files, clock).
 
 mod args;
 mod batch;
 mod command;
+mod compact;
 mod engine;
 mod frames;
 mod queue;
