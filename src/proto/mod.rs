@@ -30,7 +30,7 @@ pub type Millis = u64;
 
 /// A connection as a core names it. Allocated by the core, never reused by it, so a
 /// late input about a closed connection cannot be mistaken for a newer one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
 
 /// The deadlines a core asks to be woken for. A core may be woken early or more than

@@ -9,37 +9,153 @@
 //! a B-tree leaf, and then the one value it found. Capacity grows by half the length and
 //! shrinks when the table empties by half, so a table holds little more than its entries.
 //! Iteration is in key order, as a `BTreeMap`'s is.
+//!
+//! Small keys can be kept in the table itself ([`Inline`]) while they are few: a lookup
+//! then reads the table's owner and the value, not a separate key array in between (one
+//! cache miss less in a row of them, on every frame a large simulation delivers).
 
-#[derive(Debug)]
-pub struct Table<K, V> {
-    keys: Vec<K>,
-    vals: Vec<V>,
+/// Where a table keeps its sorted keys.
+pub trait Keys<K>: Default {
+    fn as_slice(&self) -> &[K];
+    fn insert(&mut self, i: usize, key: K);
+    fn remove(&mut self, i: usize);
+    /// Room for `more` keys beyond the current ones.
+    fn reserve_exact(&mut self, more: usize);
+    /// Gives back the room past `room` keys.
+    fn shrink_to(&mut self, room: usize);
+    fn capacity(&self) -> usize;
 }
 
-impl<K, V> Default for Table<K, V> {
+impl<K> Keys<K> for Vec<K> {
+    fn as_slice(&self) -> &[K] {
+        self
+    }
+    fn insert(&mut self, i: usize, key: K) {
+        Vec::insert(self, i, key)
+    }
+    fn remove(&mut self, i: usize) {
+        Vec::remove(self, i);
+    }
+    fn reserve_exact(&mut self, more: usize) {
+        Vec::reserve_exact(self, more)
+    }
+    fn shrink_to(&mut self, room: usize) {
+        Vec::shrink_to(self, room)
+    }
+    fn capacity(&self) -> usize {
+        Vec::capacity(self)
+    }
+}
+
+/// Up to `N` keys in place, more in a vector (all of them then).
+#[derive(Debug)]
+pub struct Inline<K, const N: usize> {
+    len: usize,
+    here: [K; N],
+    spilled: Vec<K>,
+}
+
+impl<K: Copy + Default, const N: usize> Default for Inline<K, N> {
     fn default() -> Self {
-        Table {
-            keys: Vec::new(),
-            vals: Vec::new(),
+        Inline {
+            len: 0,
+            here: [K::default(); N],
+            spilled: Vec::new(),
         }
     }
 }
 
-impl<K: Ord, V> Table<K, V> {
+impl<K: Copy + Default, const N: usize> Keys<K> for Inline<K, N> {
+    fn as_slice(&self) -> &[K] {
+        match self.here.get(..self.len) {
+            Some(keys) => keys,
+            None => &self.spilled,
+        }
+    }
+
+    fn insert(&mut self, i: usize, key: K) {
+        if self.len < N {
+            if let Some(tail) = self.here.get_mut(i..=self.len) {
+                tail.rotate_right(1);
+                if let Some(first) = tail.first_mut() {
+                    *first = key;
+                }
+            }
+        } else {
+            if self.len == N {
+                self.spilled.clear();
+                self.spilled.extend_from_slice(&self.here);
+            }
+            self.spilled.insert(i, key);
+        }
+        self.len += 1;
+    }
+
+    fn remove(&mut self, i: usize) {
+        if self.len <= N {
+            if let Some(tail) = self.here.get_mut(i..self.len) {
+                tail.rotate_left(1);
+            }
+        } else {
+            self.spilled.remove(i);
+            if self.len == N + 1 {
+                for (here, key) in self.here.iter_mut().zip(&self.spilled) {
+                    *here = *key;
+                }
+                self.spilled = Vec::new();
+            }
+        }
+        self.len -= 1;
+    }
+
+    fn reserve_exact(&mut self, more: usize) {
+        if self.len + more > N {
+            self.spilled
+                .reserve_exact(self.len + more - self.spilled.len());
+        }
+    }
+
+    fn shrink_to(&mut self, room: usize) {
+        self.spilled.shrink_to(room);
+    }
+
+    fn capacity(&self) -> usize {
+        N.max(self.spilled.capacity())
+    }
+}
+
+#[derive(Debug)]
+pub struct Table<K, V, S = Vec<K>> {
+    keys: S,
+    vals: Vec<V>,
+    marker: std::marker::PhantomData<K>,
+}
+
+impl<K, V, S: Keys<K>> Default for Table<K, V, S> {
+    fn default() -> Self {
+        Table {
+            keys: S::default(),
+            vals: Vec::new(),
+            marker: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<K: Ord, V, S: Keys<K>> Table<K, V, S> {
     pub fn new() -> Self {
         Self::default()
     }
 
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.vals.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.vals.is_empty()
     }
 
     fn find(&self, key: &K) -> Result<usize, usize> {
-        self.keys.binary_search(key)
+        self.keys.as_slice().binary_search(key)
     }
 
     pub fn get(&self, key: &K) -> Option<&V> {
@@ -59,8 +175,8 @@ impl<K: Ord, V> Table<K, V> {
         match self.find(&key) {
             Ok(i) => self.vals.get_mut(i).map(|v| std::mem::replace(v, val)),
             Err(i) => {
-                if self.keys.len() == self.keys.capacity() {
-                    let more = (self.keys.len() / 2).max(2);
+                if self.vals.len() == self.vals.capacity() {
+                    let more = (self.vals.len() / 2).max(2);
                     self.keys.reserve_exact(more);
                     self.vals.reserve_exact(more);
                 }
@@ -81,8 +197,8 @@ impl<K: Ord, V> Table<K, V> {
 
     /// Gives back the room of a table that lost more than half its entries.
     fn shrink(&mut self) {
-        let len = self.keys.len();
-        if self.keys.capacity() > 2 * len + 2 {
+        let len = self.vals.len();
+        if self.vals.capacity() > 2 * len + 2 {
             let room = len + len / 2;
             self.keys.shrink_to(room);
             self.vals.shrink_to(room);
@@ -90,11 +206,11 @@ impl<K: Ord, V> Table<K, V> {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> + '_ {
-        self.keys.iter().zip(self.vals.iter())
+        self.keys.as_slice().iter().zip(self.vals.iter())
     }
 
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> + '_ {
-        self.keys.iter().zip(self.vals.iter_mut())
+        self.keys.as_slice().iter().zip(self.vals.iter_mut())
     }
 
     pub fn values(&self) -> impl Iterator<Item = &V> + '_ {
@@ -123,36 +239,52 @@ mod tests {
         ]
     }
 
+    /// Applies `ops` to a table and to a `BTreeMap`; every answer, the length and the
+    /// iteration order must agree, and the keys stay strictly sorted.
+    fn check_against_btreemap<S: Keys<u8>>(ops: Vec<Op>) -> Result<(), TestCaseError> {
+        let mut table: Table<u8, u32, S> = Table::new();
+        let mut model = BTreeMap::new();
+        for op in ops {
+            match op {
+                Op::Insert(k, v) => prop_assert_eq!(table.insert(k, v), model.insert(k, v)),
+                Op::Remove(k) => prop_assert_eq!(table.remove(&k), model.remove(&k)),
+                Op::Bump(k) => {
+                    if let (Some(a), Some(b)) = (table.get_mut(&k), model.get_mut(&k)) {
+                        *a += 1;
+                        *b += 1;
+                    }
+                    prop_assert_eq!(table.get(&k), model.get(&k));
+                }
+            }
+            prop_assert_eq!(table.len(), model.len());
+            prop_assert_eq!(table.keys.as_slice().len(), model.len());
+            let pairs: Vec<_> = table.iter().map(|(k, v)| (*k, *v)).collect();
+            let expected: Vec<_> = model.iter().map(|(k, v)| (*k, *v)).collect();
+            prop_assert_eq!(pairs, expected);
+            let keys = table.keys.as_slice();
+            prop_assert!(keys.windows(2).all(|w| w.first() < w.last()));
+        }
+        Ok(())
+    }
+
     proptest! {
         /// Every operation gives what a `BTreeMap` gives, and iteration is in its order.
         #[test]
         fn behaves_as_a_btreemap(ops in proptest::collection::vec(op(), 0..300)) {
-            let mut table = Table::new();
-            let mut model = BTreeMap::new();
-            for op in ops {
-                match op {
-                    Op::Insert(k, v) => prop_assert_eq!(table.insert(k, v), model.insert(k, v)),
-                    Op::Remove(k) => prop_assert_eq!(table.remove(&k), model.remove(&k)),
-                    Op::Bump(k) => {
-                        if let (Some(a), Some(b)) = (table.get_mut(&k), model.get_mut(&k)) {
-                            *a += 1;
-                            *b += 1;
-                        }
-                        prop_assert_eq!(table.get(&k), model.get(&k));
-                    }
-                }
-                prop_assert_eq!(table.len(), model.len());
-                let pairs: Vec<_> = table.iter().map(|(k, v)| (*k, *v)).collect();
-                let expected: Vec<_> = model.iter().map(|(k, v)| (*k, *v)).collect();
-                prop_assert_eq!(pairs, expected);
-                prop_assert!(table.keys.windows(2).all(|w| w.first() < w.last()));
-            }
+            check_against_btreemap::<Vec<u8>>(ops)?;
+        }
+
+        /// The same with keys kept in place up to 4 and spilled beyond: the table crosses
+        /// that line both ways many times in a run (keys range over 40 values).
+        #[test]
+        fn inline_keys_behave_as_a_btreemap(ops in proptest::collection::vec(op(), 0..300)) {
+            check_against_btreemap::<Inline<u8, 4>>(ops)?;
         }
     }
 
     #[test]
     fn room_stays_close_to_the_entries() {
-        let mut table = Table::new();
+        let mut table: Table<u64, [u8; 80]> = Table::new();
         for k in 0..10u64 {
             table.insert(k, [0u8; 80]);
         }
@@ -163,5 +295,21 @@ mod tests {
         assert_eq!(table.len(), 1);
         assert!(table.keys.capacity() <= 4, "{}", table.keys.capacity());
         assert_eq!(table.keys.capacity(), table.vals.capacity());
+    }
+
+    #[test]
+    fn inline_keys_spill_and_come_back() {
+        let mut table: Table<u64, u64, Inline<u64, 4>> = Table::new();
+        for k in 0..4 {
+            table.insert(k, k);
+        }
+        assert_eq!(table.keys.spilled.capacity(), 0, "four keys fit in place");
+        table.insert(4, 4);
+        assert_eq!(table.keys.as_slice(), &[0, 1, 2, 3, 4]);
+        assert!(table.keys.spilled.capacity() >= 5);
+        table.remove(&2);
+        assert_eq!(table.keys.as_slice(), &[0, 1, 3, 4]);
+        assert_eq!(table.keys.spilled.capacity(), 0, "back in place");
+        assert_eq!(table.get(&3), Some(&3));
     }
 }

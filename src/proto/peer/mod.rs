@@ -21,7 +21,7 @@ use catch_up::Relayed;
 
 use super::message::gossip_text;
 use super::seen::SeenCache;
-use super::table::Table;
+use super::table::{Inline, Table};
 use super::{
     idle_conns, sweep_period, Action, ConnId, Disconnect, Event, Gossip, GossipId, Link, Message,
     Millis, Outbox, Timer,
@@ -149,7 +149,7 @@ pub struct PeerCore {
     rng: SmallRng,
     out: Outbox,
     seeds: Vec<SeedLink>,
-    conns: Table<ConnId, PeerConn>,
+    conns: Table<ConnId, PeerConn, Inline<ConnId, 16>>,
     neighbors: Table<SocketAddr, Neighbor>,
     /// The union of the peer lists received, minus peers found dead.
     candidates: AddrSet,
