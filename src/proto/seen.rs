@@ -15,6 +15,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::{SocketAddr, SocketAddrV4};
 
+use super::table::{Inline, Table};
 use super::Millis;
 
 /// A message's identity: (origin, seq).
@@ -72,11 +73,14 @@ impl Window {
 }
 
 /// The windows by origin. IPv4 origins (all of them, in practice) are keyed by one
-/// integer: 48-byte entries instead of 72, and a cheaper hash on the duplicate path, which
-/// a large swarm or simulation runs tens of millions of times. Still SipHash with a random
-/// key, as origins come from the network.
+/// integer. The first [`FEW`] of them sit in a small table whose keys are kept in the
+/// cache itself: the duplicate check, which a large swarm or simulation runs tens of
+/// millions of times, then reads no hash table (for a peer hearing from ten origins, a
+/// hash and two cache misses less a frame). Origins past those go to hash maps, still
+/// SipHash with a random key, as origins come from the network.
 #[derive(Debug, Default)]
 struct Windows {
+    few: Table<u64, Window, Inline<u64, FEW>>,
     v4: HashMap<u64, Window>,
     v6: HashMap<SocketAddr, Window>,
     /// Every window by (expiry, origin), kept while there are many: finding the window
@@ -85,6 +89,9 @@ struct Windows {
     /// few, so the usual handful of origins costs nothing more.
     by_expiry: Option<BTreeSet<(Millis, SocketAddr)>>,
 }
+
+/// IPv4 origins kept in the small table.
+const FEW: usize = 12;
 
 /// From this many windows on, they are indexed by expiry; below half of it, not.
 const INDEX_FROM: usize = 1024;
@@ -100,16 +107,34 @@ fn from_v4_key(k: u64) -> SocketAddr {
 impl Windows {
     fn get(&self, origin: &SocketAddr) -> Option<&Window> {
         match origin {
-            SocketAddr::V4(a) => self.v4.get(&v4_key(a)),
+            SocketAddr::V4(a) => {
+                let k = v4_key(a);
+                self.few.get(&k).or_else(|| self.v4.get(&k))
+            }
             SocketAddr::V6(_) => self.v6.get(origin),
         }
     }
 
     fn get_mut(&mut self, origin: &SocketAddr) -> Option<&mut Window> {
         match origin {
-            SocketAddr::V4(a) => self.v4.get_mut(&v4_key(a)),
+            SocketAddr::V4(a) => {
+                let k = v4_key(a);
+                match self.few.get_mut(&k) {
+                    Some(w) => Some(w),
+                    None => self.v4.get_mut(&k),
+                }
+            }
             SocketAddr::V6(_) => self.v6.get_mut(origin),
         }
+    }
+
+    /// Puts `w` under the IPv4 key `k`: where it is already, else in the small table
+    /// while it has room; the window it replaces, if any.
+    fn insert_v4(&mut self, k: u64, w: Window) -> Option<Window> {
+        if self.few.contains_key(&k) || (self.few.len() < FEW && !self.v4.contains_key(&k)) {
+            return self.few.insert(k, w);
+        }
+        self.v4.insert(k, w)
     }
 
     /// `origin`'s window now expires at `after` instead of `before`.
@@ -122,7 +147,7 @@ impl Windows {
 
     fn insert(&mut self, origin: SocketAddr, w: Window) {
         let old = match origin {
-            SocketAddr::V4(a) => self.v4.insert(v4_key(&a), w),
+            SocketAddr::V4(a) => self.insert_v4(v4_key(&a), w),
             SocketAddr::V6(_) => self.v6.insert(origin, w),
         };
         if let Some(index) = self.by_expiry.as_mut() {
@@ -137,7 +162,10 @@ impl Windows {
 
     fn remove(&mut self, origin: &SocketAddr) {
         let old = match origin {
-            SocketAddr::V4(a) => self.v4.remove(&v4_key(a)),
+            SocketAddr::V4(a) => {
+                let k = v4_key(a);
+                self.few.remove(&k).or_else(|| self.v4.remove(&k))
+            }
             SocketAddr::V6(_) => self.v6.remove(origin),
         };
         if let (Some(index), Some(old)) = (self.by_expiry.as_mut(), old) {
@@ -150,11 +178,12 @@ impl Windows {
     }
 
     fn len(&self) -> usize {
-        self.v4.len() + self.v6.len()
+        self.few.len() + self.v4.len() + self.v6.len()
     }
 
     /// Drops the windows expired at `now`.
     fn expire(&mut self, now: Millis) {
+        self.few.retain(|_, w| w.expires > now);
         self.v4.retain(|_, w| w.expires > now);
         self.v6.retain(|_, w| w.expires > now);
         if self.len() < INDEX_FROM / 2 {
@@ -166,7 +195,7 @@ impl Windows {
 
     /// (expiry, origin) of every window.
     fn entries(&self) -> impl Iterator<Item = (Millis, SocketAddr)> + '_ {
-        let v4 = self.v4.iter().map(|(k, w)| (w.expires, from_v4_key(*k)));
+        let v4 = (self.few.iter().chain(&self.v4)).map(|(k, w)| (w.expires, from_v4_key(*k)));
         v4.chain(self.v6.iter().map(|(a, w)| (w.expires, *a)))
     }
 
@@ -422,6 +451,28 @@ mod tests {
             gone.eq(0..500),
             "the 500 heard of longest ago went, in that order"
         );
+    }
+
+    #[test]
+    fn origins_past_the_small_table_are_kept_as_well_and_expire_alike() {
+        let mut seen = SeenCache::new(1_000, 100);
+        let many = 3 * FEW as u32;
+        for n in 0..many {
+            assert!(seen.first_sight((v4_origin(n), 1), 0, u64::from(n % 2)));
+        }
+        assert_eq!((seen.windows.few.len(), seen.len()), (FEW, many as usize));
+        for n in 0..many {
+            assert!(!seen.first_sight((v4_origin(n), 1), 0, 2), "origin {n}");
+            assert!(seen.first_sight((v4_origin(n), 2), 0, 2), "origin {n}");
+        }
+        let gone = v4_origin(FEW as u32 / 2);
+        seen.windows.remove(&gone);
+        assert!(!seen.windows.contains_key(&gone) && seen.windows.few.len() == FEW - 1);
+        assert!(seen.first_sight((v4_origin(many), 1), 0, 3), "a new origin");
+        assert_eq!(seen.windows.few.len(), FEW, "takes the free place");
+        assert!(seen.first_sight(id(1), 2_000, 2_000));
+        assert_eq!(seen.len(), 1, "the rest expired, in the table and the map");
+        assert_indexed(&seen);
     }
 
     #[test]

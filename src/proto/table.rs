@@ -209,6 +209,21 @@ impl<K: Ord, V, S: Keys<K>> Table<K, V, S> {
     pub fn values(&self) -> impl Iterator<Item = &V> + '_ {
         self.vals.iter()
     }
+
+    /// Keeps the entries `keep` accepts, in order.
+    pub fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) {
+        for i in (0..self.vals.len()).rev() {
+            let gone = match (self.keys.as_slice().get(i), self.vals.get(i)) {
+                (Some(k), Some(v)) => !keep(k, v),
+                _ => false,
+            };
+            if gone {
+                self.keys.remove(i);
+                self.vals.remove(i);
+            }
+        }
+        self.shrink();
+    }
 }
 
 #[cfg(test)]
@@ -222,6 +237,8 @@ mod tests {
         Insert(u8, u32),
         Remove(u8),
         Bump(u8),
+        /// Keeps the entries whose value is not a multiple of this.
+        Retain(u8),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -229,6 +246,7 @@ mod tests {
             4 => (any::<u8>(), any::<u32>()).prop_map(|(k, v)| Op::Insert(k % 40, v)),
             3 => any::<u8>().prop_map(|k| Op::Remove(k % 40)),
             2 => any::<u8>().prop_map(|k| Op::Bump(k % 40)),
+            1 => (2u8..9).prop_map(Op::Retain),
         ]
     }
 
@@ -247,6 +265,10 @@ mod tests {
                         *b += 1;
                     }
                     prop_assert_eq!(table.get(&k), model.get(&k));
+                }
+                Op::Retain(m) => {
+                    table.retain(|_, v| v % u32::from(m) != 0);
+                    model.retain(|_, v| *v % u32::from(m) != 0);
                 }
             }
             prop_assert_eq!(table.len(), model.len());
