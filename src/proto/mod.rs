@@ -10,6 +10,7 @@ pub mod message;
 pub mod peek;
 pub mod peer;
 pub mod seed;
+mod seed_list;
 pub mod seen;
 pub mod table;
 

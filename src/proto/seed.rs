@@ -6,10 +6,11 @@
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::hash::BuildHasherDefault;
 use std::net::SocketAddr;
 
+use super::seed_list::PeerList;
 use super::{
     excused, idle_conns, recheck_after, sweep_period, Action, ConnId, Disconnect, Event, Link,
     Message, Millis, Outbox, Timer,
@@ -67,14 +68,17 @@ pub struct SeedCore {
     cfg: SeedConfig,
     rng: SmallRng,
     out: Outbox,
-    /// The peer list, in a Vec so a uniform sample is cheap.
-    list: Vec<SocketAddr>,
+    /// The peer list, indexed so a uniform sample is cheap.
+    list: PeerList,
     registered: HashMap<SocketAddr, Registration>,
     /// The registered peers with a dead-node report being checked, so that checking the
     /// reports visits them alone and not the whole list (a remote sending a report a
     /// millisecond would otherwise make the seed scan its list as often).
     suspects: BTreeSet<SocketAddr>,
-    conns: BTreeMap<ConnId, SeedConn>,
+    /// By the seed's own connection ids (not chosen by any remote, so hashed by a
+    /// multiply): a seed holds a connection per registered peer, and a B-tree of a
+    /// million of them costs several cache misses a lookup.
+    conns: Conns,
     liveness_due: Millis,
     sweep_due: Millis,
     verify_due: Option<Millis>,
@@ -92,10 +96,10 @@ impl SeedCore {
             cfg,
             rng: SmallRng::seed_from_u64(rng_seed),
             out: Outbox::default(),
-            list: Vec::new(),
+            list: PeerList::default(),
             registered: HashMap::new(),
             suspects: BTreeSet::new(),
-            conns: BTreeMap::new(),
+            conns: Conns::default(),
             liveness_due: 0,
             sweep_due: 0,
             verify_due: None,
@@ -110,8 +114,8 @@ impl SeedCore {
     }
 
     /// The live peers this seed knows, in registration order (removals swap).
-    pub fn peers(&self) -> &[SocketAddr] {
-        &self.list
+    pub fn peers(&self) -> Vec<SocketAddr> {
+        self.list.iter().collect()
     }
 
     /// How many connections, listed peers and registrations the core holds.
@@ -256,12 +260,12 @@ impl SeedCore {
         let skip = self.registered.get(&asker).map(|r| r.index);
         let others = self.list.len() - usize::from(skip.is_some());
         if others <= max {
-            return self.list.iter().copied().filter(|p| *p != asker).collect();
+            return self.list.iter().filter(|p| *p != asker).collect();
         }
         let picks = sample_except(&mut self.rng, self.list.len(), skip, max);
         picks
             .into_iter()
-            .filter_map(|i| self.list.get(i).copied())
+            .filter_map(|i| self.list.get(i))
             .filter(|p| *p != asker)
             .collect()
     }
@@ -368,7 +372,7 @@ impl SeedCore {
         };
         self.suspects.remove(&addr);
         self.list.swap_remove(reg.index);
-        if let Some(moved) = self.list.get(reg.index).copied() {
+        if let Some(moved) = self.list.get(reg.index) {
             if let Some(m) = self.registered.get_mut(&moved) {
                 m.index = reg.index;
             }
@@ -384,17 +388,17 @@ impl SeedCore {
         self.out.timer(self.liveness_due, Timer::Liveness);
         self.deferred.clear();
         let mut dead = Vec::new();
-        for addr in &self.list {
-            let Some(reg) = self.registered.get_mut(addr) else {
+        for addr in self.list.iter() {
+            let Some(reg) = self.registered.get_mut(&addr) else {
                 continue;
             };
             let missed = reg.awaiting_reply || reg.conn.is_none();
             if missed && behind && heard_lately(&self.conns, reg, now, &self.cfg) {
-                self.deferred.push(*addr);
+                self.deferred.push(addr);
                 continue;
             }
-            if missed && count_miss(&mut self.out, *addr, reg, self.cfg.liveness_misses) {
-                dead.push(*addr);
+            if missed && count_miss(&mut self.out, addr, reg, self.cfg.liveness_misses) {
+                dead.push(addr);
                 continue;
             }
             ask(&mut self.out, reg, self.cfg.addr, now);
@@ -454,7 +458,9 @@ impl SeedCore {
         }
         let timeout = self.cfg.idle_timeout;
         let links = self.conns.iter().map(|(id, c)| (id, &c.link));
-        for conn in idle_conns(links, now, timeout) {
+        let mut idle = idle_conns(links, now, timeout);
+        idle.sort_unstable();
+        for conn in idle {
             self.protocol_error(conn, format!("no frame for {timeout} ms"));
         }
     }
@@ -502,12 +508,7 @@ fn ask(out: &mut Outbox, reg: &mut Registration, from: SocketAddr, now: Millis) 
 
 /// Whether a registered peer's connection carried a frame (or unread input) lately enough
 /// to be excused while the loop is behind.
-fn heard_lately(
-    conns: &BTreeMap<ConnId, SeedConn>,
-    reg: &Registration,
-    now: Millis,
-    cfg: &SeedConfig,
-) -> bool {
+fn heard_lately(conns: &Conns, reg: &Registration, now: Millis, cfg: &SeedConfig) -> bool {
     let heard = reg
         .conn
         .and_then(|c| conns.get(&c))
@@ -594,6 +595,8 @@ fn sample_indices(rng: &mut SmallRng, length: usize, amount: usize) -> Vec<usize
     }
     low.into_iter().map(|v| v as usize).collect()
 }
+
+type Conns = HashMap<ConnId, SeedConn, BuildHasherDefault<IndexHasher>>;
 
 /// A hasher for small integer keys: one multiply, as the keys are not chosen by anyone.
 #[derive(Default)]
