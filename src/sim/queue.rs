@@ -5,6 +5,13 @@
 //! the order they were pushed, whether they waited in the heap or in a bucket, so a run is
 //! a function of its inputs alone. Network latencies are a few ms, so nearly every push and
 //! pop is a `Vec` push into the bucket of its millisecond: no comparisons, no side table.
+//!
+//! A busy bucket grows by chunks of [`CHUNK`] entries, not by doubling one vector: a
+//! doubling vector copies itself into fresh memory each time and frees the old, and a
+//! large run's buckets (millions of entries a millisecond) did that all the time; the
+//! allocator handed the freed memory back to the kernel, and fresh pages cost the most
+//! where memory is largest. Chunks go round instead: a batch's chunks, once gathered,
+//! wait in a free list for the next buckets.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -14,12 +21,15 @@ use crate::proto::Millis;
 /// Buckets in the calendar: entries due within this many ms of the base go to a bucket.
 const SLOTS: u64 = 4096;
 const MASK: u64 = SLOTS - 1;
-/// A bucket this close to the base that gets its first entry takes a processed batch's
-/// memory, sized by the busiest recent millisecond; further ones start empty (a timer
-/// a second ahead should not hold a million entries' worth for a second).
+/// Entries in a full chunk. A bucket's first vector grows by doubling up to this (a
+/// timer a second ahead holds a few entries, not a chunk); past it, chunks are added.
+const CHUNK: usize = 4096;
+/// A bucket this close to the base that gets its first entry starts with a free chunk.
 const NEAR: u64 = 64;
 /// Processed batches kept for reuse: about one is freed and one started per millisecond.
 const POOL: usize = 2;
+/// Free chunks kept beyond what the queued entries would fill.
+const FREE_SLACK: usize = 64;
 
 /// An entry due after the calendar's window, ordered by (due time, push order).
 struct Far<T> {
@@ -49,17 +59,47 @@ impl<T> Ord for Far<T> {
     }
 }
 
+/// One millisecond's entries, in push order across its chunks.
+struct Bucket<T> {
+    chunks: Vec<Vec<T>>,
+}
+
+impl<T> Default for Bucket<T> {
+    fn default() -> Self {
+        Bucket { chunks: Vec::new() }
+    }
+}
+
+impl<T> Bucket<T> {
+    fn is_empty(&self) -> bool {
+        self.chunks.iter().all(Vec::is_empty)
+    }
+
+    fn len(&self) -> usize {
+        self.chunks.iter().map(Vec::len).sum()
+    }
+
+    /// The chunk the next entry goes to, unless the bucket needs a new one.
+    fn tail(&mut self) -> Option<&mut Vec<T>> {
+        self.chunks
+            .last_mut()
+            .filter(|c| c.len() < c.capacity() || c.capacity() < CHUNK)
+    }
+}
+
 /// The queue. Invariant: bucket `t & MASK` holds exactly the entries due at `t`, for every
 /// `t` in `[base, base + SLOTS)`; the heap holds the entries due at `base + SLOTS` or later.
 pub(crate) struct Calendar<T> {
     base: Millis,
-    slots: Vec<Vec<T>>,
+    slots: Vec<Bucket<T>>,
     /// Entries in the buckets.
     near: usize,
     far: BinaryHeap<Far<T>>,
     far_seq: u64,
     /// Emptied batches, kept for their capacity.
     pool: Vec<Vec<T>>,
+    /// Empty chunks of `CHUNK` capacity.
+    free: Vec<Vec<T>>,
 }
 
 impl<T> Calendar<T> {
@@ -67,11 +107,12 @@ impl<T> Calendar<T> {
     pub(crate) fn new(base: Millis) -> Self {
         Calendar {
             base,
-            slots: (0..SLOTS).map(|_| Vec::new()).collect(),
+            slots: (0..SLOTS).map(|_| Bucket::default()).collect(),
             near: 0,
             far: BinaryHeap::new(),
             far_seq: 0,
             pool: Vec::new(),
+            free: Vec::new(),
         }
     }
 
@@ -83,13 +124,7 @@ impl<T> Calendar<T> {
     pub(crate) fn push(&mut self, at: Millis, item: T) {
         let at = at.max(self.base);
         if at - self.base < SLOTS {
-            if at - self.base < NEAR && self.slot(at).capacity() == 0 {
-                if let Some(spare) = self.pool.pop() {
-                    *self.slot(at) = spare;
-                }
-            }
-            self.slot(at).push(item);
-            self.near += 1;
+            self.push_near(at, item);
         } else {
             let seq = self.far_seq;
             self.far_seq += 1;
@@ -97,12 +132,40 @@ impl<T> Calendar<T> {
         }
     }
 
+    fn push_near(&mut self, at: Millis, item: T) {
+        self.near += 1;
+        // The index is masked to the table's size, so it is always in range.
+        let i = (at & MASK) as usize;
+        if let Some(tail) = self.slots[i].tail() {
+            return tail.push(item);
+        }
+        let mut chunk = match self.slots[i].chunks.is_empty() && at - self.base >= NEAR {
+            true => Vec::new(),
+            false => self.free.pop().unwrap_or_else(|| Vec::with_capacity(CHUNK)),
+        };
+        chunk.push(item);
+        self.slots[i].chunks.push(chunk);
+    }
+
     /// Gives a processed batch's memory back for reuse.
     pub(crate) fn recycle(&mut self, mut batch: Vec<T>) {
-        if self.pool.len() < POOL {
+        if batch.capacity() == CHUNK {
+            self.free_chunk(batch);
+        } else if self.pool.len() < POOL {
             batch.clear();
             self.pool.push(batch);
         }
+    }
+
+    /// Keeps an emptied chunk, unless the free list holds as many as the buckets' entries
+    /// would fill (plus some slack): after a busy spell the memory goes back.
+    fn free_chunk(&mut self, mut chunk: Vec<T>) {
+        let keep = self.near / CHUNK + FREE_SLACK;
+        if self.free.len() < keep {
+            chunk.clear();
+            self.free.push(chunk);
+        }
+        self.free.truncate(keep);
     }
 
     /// Takes every entry due at the earliest instant, if that instant is at most `until`.
@@ -121,32 +184,46 @@ impl<T> Calendar<T> {
                 return None;
             }
             let base = self.base;
-            if self.slot(base).is_empty() {
+            let bucket = &mut self.slots[(base & MASK) as usize];
+            if bucket.is_empty() {
+                bucket.chunks.clear();
                 self.advance_to(base + 1);
                 continue;
             }
-            // The bucket starts afresh: memory kept in idle buckets would add up to the
-            // busiest millisecond's worth in each of them.
-            let batch = std::mem::take(self.slot(base));
-            self.near -= batch.len();
-            return Some((base, batch));
+            let chunks = std::mem::take(&mut bucket.chunks);
+            self.near -= chunks.iter().map(Vec::len).sum::<usize>();
+            return Some((base, self.gather(chunks)));
         }
+    }
+
+    /// One bucket's chunks as one batch: a lone chunk as it is, several copied into a
+    /// kept batch, their chunks freed.
+    fn gather(&mut self, mut chunks: Vec<Vec<T>>) -> Vec<T> {
+        if chunks.len() == 1 {
+            if let Some(only) = chunks.pop() {
+                return only;
+            }
+        }
+        let len = chunks.iter().map(Vec::len).sum();
+        let mut batch = self.pool.pop().unwrap_or_default();
+        batch.reserve_exact(len);
+        for mut chunk in chunks {
+            batch.append(&mut chunk);
+            if chunk.capacity() == CHUNK {
+                self.free_chunk(chunk);
+            }
+        }
+        batch
     }
 
     /// Drops the entries `keep` rejects; the others keep their order. A scan of every
     /// bucket and the heap, for rare events (a node's restart).
     pub(crate) fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
-        for slot in &mut self.slots {
-            slot.retain(|item| keep(item));
+        for chunk in self.slots.iter_mut().flat_map(|b| b.chunks.iter_mut()) {
+            chunk.retain(|item| keep(item));
         }
-        self.near = self.slots.iter().map(Vec::len).sum();
+        self.near = self.slots.iter().map(Bucket::len).sum();
         self.far.retain(|f| keep(&f.item));
-    }
-
-    fn slot(&mut self, at: Millis) -> &mut Vec<T> {
-        // The index is masked to the table's size, so it is always in range.
-        let i = (at & MASK) as usize;
-        &mut self.slots[i]
     }
 
     /// Moves the base to `t` (every bucket before `t` being empty) and brings heap entries
@@ -156,8 +233,7 @@ impl<T> Calendar<T> {
         let end = t + SLOTS;
         while self.far.peek().is_some_and(|f| f.at < end) {
             if let Some(f) = self.far.pop() {
-                self.slot(f.at).push(f.item);
-                self.near += 1;
+                self.push_near(f.at, f.item);
             }
         }
     }
@@ -252,5 +328,56 @@ mod tests {
         q.push(at, 2);
         q.push(1, 3); // in the past: due now
         assert_eq!(drain(&mut q, 10), vec![(3, 2), (3, 3)]);
+    }
+
+    #[test]
+    fn a_bucket_past_one_chunk_comes_out_whole_and_in_push_order() {
+        let mut q = Calendar::new(0);
+        let n = 3 * CHUNK as u32 + 5;
+        for v in 0..n {
+            q.push(2, v);
+            q.push(3 + u64::from(v % 2) * 100, n + v);
+        }
+        let (at, batch) = q.pop_due(2).unwrap_or_default();
+        assert_eq!(at, 2);
+        assert_eq!(batch, (0..n).collect::<Vec<_>>());
+        q.recycle(batch);
+        let rest = drain(&mut q, u64::MAX);
+        let at_3: Vec<u32> = rest.iter().filter(|e| e.0 == 3).map(|e| e.1).collect();
+        let expect: Vec<u32> = (0..n).filter(|v| v % 2 == 0).map(|v| n + v).collect();
+        assert_eq!(at_3, expect);
+        assert_eq!(q.len(), 0);
+    }
+
+    #[test]
+    fn freed_chunks_are_reused_and_let_go_after_a_busy_spell() {
+        let mut q = Calendar::new(0);
+        for at in 1..=4 {
+            for v in 0..20 * CHUNK as u32 {
+                q.push(at, v);
+            }
+        }
+        let (_, first) = q.pop_due(1).unwrap_or_default();
+        q.recycle(first);
+        let freed = q.free.len();
+        assert!(freed >= 19, "a gathered batch frees its chunks ({freed})");
+        for v in 0..CHUNK as u32 {
+            q.push(10, v);
+        }
+        assert!(q.free.len() < freed, "a near bucket takes a free chunk");
+        let mut most = 0;
+        while let Some((_, batch)) = q.pop_due(u64::MAX) {
+            q.recycle(batch);
+            most = most.max(q.free.len());
+        }
+        assert!(
+            most > FREE_SLACK,
+            "chunks were kept while entries waited ({most})"
+        );
+        assert!(
+            q.free.len() <= FREE_SLACK,
+            "an empty queue keeps at most the slack ({})",
+            q.free.len()
+        );
     }
 }
