@@ -26,7 +26,7 @@ const MASK: u64 = SLOTS - 1;
 const CHUNK: usize = 4096;
 /// A bucket this close to the base that gets its first entry starts with a free chunk.
 const NEAR: u64 = 64;
-/// Processed batches kept for reuse: about one is freed and one started per millisecond.
+/// Batches gathered from several chunks, kept to gather the next ones into.
 const POOL: usize = 2;
 /// Free chunks kept beyond what the queued entries would fill.
 const FREE_SLACK: usize = 64;
@@ -134,17 +134,21 @@ impl<T> Calendar<T> {
 
     fn push_near(&mut self, at: Millis, item: T) {
         self.near += 1;
-        // The index is masked to the table's size, so it is always in range.
-        let i = (at & MASK) as usize;
-        if let Some(tail) = self.slots[i].tail() {
+        if let Some(tail) = self.bucket(at).tail() {
             return tail.push(item);
         }
-        let mut chunk = match self.slots[i].chunks.is_empty() && at - self.base >= NEAR {
+        let mut chunk = match self.bucket(at).chunks.is_empty() && at - self.base >= NEAR {
             true => Vec::new(),
             false => self.free.pop().unwrap_or_else(|| Vec::with_capacity(CHUNK)),
         };
         chunk.push(item);
-        self.slots[i].chunks.push(chunk);
+        self.bucket(at).chunks.push(chunk);
+    }
+
+    fn bucket(&mut self, at: Millis) -> &mut Bucket<T> {
+        // The index is masked to the table's size, so it is always in range.
+        let i = (at & MASK) as usize;
+        &mut self.slots[i]
     }
 
     /// Gives a processed batch's memory back for reuse.
@@ -184,7 +188,7 @@ impl<T> Calendar<T> {
                 return None;
             }
             let base = self.base;
-            let bucket = &mut self.slots[(base & MASK) as usize];
+            let bucket = self.bucket(base);
             if bucket.is_empty() {
                 bucket.chunks.clear();
                 self.advance_to(base + 1);
