@@ -39,6 +39,39 @@ impl AddrSet {
         set
     }
 
+    /// From IPv4 keys already in order and distinct. They are copied to a block of
+    /// their size: `shrink_to_fit` may leave them where they are (mimalloc keeps a block
+    /// shrunk by less than half), and a million peers would each keep twice the room.
+    pub(super) fn from_v4_keys(v4: Vec<u64>) -> Self {
+        AddrSet {
+            v4: v4.as_slice().to_vec(),
+            v6: Vec::new(),
+        }
+    }
+
+    /// The sorted union of this set and `peers` but `me`, as IPv4 keys; None when an
+    /// IPv6 address is on either side. The keys sort as the addresses do, so the union
+    /// is the one [`merge_sorted`] gives, without a `SocketAddr` (32 bytes) in sight.
+    pub(super) fn union_v4(&self, peers: &[SocketAddr], me: &SocketAddr) -> Option<Vec<u64>> {
+        if !self.v6.is_empty() {
+            return None;
+        }
+        let mut incoming = Vec::with_capacity(peers.len());
+        for p in peers.iter().filter(|p| *p != me) {
+            match p {
+                SocketAddr::V4(x) => incoming.push(key(x)),
+                SocketAddr::V6(_) => return None,
+            }
+        }
+        incoming.sort_unstable();
+        incoming.dedup();
+        Some(merge_keys(&self.v4, &incoming))
+    }
+
+    pub(super) fn contains_v4(&self, k: u64) -> bool {
+        self.v4.binary_search(&k).is_ok()
+    }
+
     pub(super) fn len(&self) -> usize {
         self.v4.len() + self.v6.len()
     }
@@ -116,9 +149,30 @@ pub(super) fn merge_sorted(
     out
 }
 
+/// The sorted union, without repeats, of two sorted sequences of distinct keys.
+fn merge_keys(a: &[u64], b: &[u64]) -> Vec<u64> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut a, mut b) = (a.iter().peekable(), b.iter().peekable());
+    while let (Some(&&x), Some(&&y)) = (a.peek(), b.peek()) {
+        match x.cmp(&y) {
+            Ordering::Less => out.extend(a.next()),
+            Ordering::Greater => out.extend(b.next()),
+            Ordering::Equal => {
+                out.extend(a.next());
+                b.next();
+            }
+        }
+    }
+    out.extend(a.chain(b));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::rngs::SmallRng;
+    use rand::seq::SliceRandom;
+    use rand::{Rng, SeedableRng};
 
     #[test]
     fn the_fast_address_order_is_the_standard_one() {
@@ -148,6 +202,48 @@ mod tests {
         all.dedup();
         assert_eq!(merge_sorted(x.into_iter(), y), all);
         assert_eq!(sorted_distinct(addrs.iter().rev().copied()), all);
+    }
+
+    fn v4(rng: &mut SmallRng) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, rng.random_range(0..8)], rng.random_range(1..4)))
+    }
+
+    #[test]
+    fn the_ipv4_union_is_the_address_union() {
+        let mut rng = SmallRng::seed_from_u64(5);
+        for round in 0..300 {
+            let set: AddrSet = (0..rng.random_range(0..20)).map(|_| v4(&mut rng)).collect();
+            let peers: Vec<SocketAddr> =
+                (0..rng.random_range(0..20)).map(|_| v4(&mut rng)).collect();
+            let me = v4(&mut rng);
+            let others = peers.iter().copied().filter(|p| *p != me);
+            let want = merge_sorted(set.iter(), sorted_distinct(others));
+            let got = set.union_v4(&peers, &me).map(|keys| {
+                let set = AddrSet::from_v4_keys(keys);
+                set.iter().collect::<Vec<_>>()
+            });
+            assert_eq!(got, Some(want), "round {round}");
+        }
+        let v6: SocketAddr = "[::1]:5".parse().unwrap();
+        let with_v6: AddrSet = [v6].into_iter().collect();
+        let me = SocketAddr::from(([10, 0, 0, 1], 1));
+        assert_eq!(with_v6.union_v4(&[me], &v6), None);
+        assert_eq!(AddrSet::default().union_v4(&[me, v6], &me), None);
+    }
+
+    /// The IPv4 path of the candidates' merge shuffles keys where the general path
+    /// shuffles addresses: both must draw the same permutation from the same RNG.
+    #[test]
+    fn a_shuffle_of_keys_permutes_as_one_of_their_addresses() {
+        for seed in 0..20 {
+            let keys: Vec<u64> = (0..128u64).map(|i| (i << 16) | 9000).collect();
+            let mut addrs: Vec<SocketAddr> = keys.iter().map(|&k| from_key(k)).collect();
+            let mut shuffled = keys.clone();
+            shuffled.shuffle(&mut SmallRng::seed_from_u64(seed));
+            addrs.shuffle(&mut SmallRng::seed_from_u64(seed));
+            let back: Vec<SocketAddr> = shuffled.into_iter().map(from_key).collect();
+            assert_eq!(back, addrs, "seed {seed}");
+        }
     }
 
     #[test]

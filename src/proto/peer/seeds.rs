@@ -82,6 +82,9 @@ impl PeerCore {
     // fraction of the cost when every peer list brings hundreds of addresses.
     pub(super) fn merge_candidates(&mut self, peers: &[SocketAddr]) -> bool {
         let me = self.cfg.addr;
+        if let Some(all) = self.candidates.union_v4(peers, &me) {
+            return self.keep_candidates_v4(all);
+        }
         let incoming = sorted_distinct(peers.iter().copied().filter(|p| *p != me));
         let mut all = merge_sorted(self.candidates.iter(), incoming);
         let grew = all.len() > self.candidates.len();
@@ -95,6 +98,24 @@ impl PeerCore {
         all.truncate(self.cfg.max_candidates);
         let new = all.iter().any(|c| !self.candidates.contains(c));
         self.candidates = all.into_iter().collect();
+        new
+    }
+
+    /// [`PeerCore::merge_candidates`] where every address is IPv4: the same union, the
+    /// same draws from the RNG (a shuffle's depend on the length alone), the same sample.
+    fn keep_candidates_v4(&mut self, mut all: Vec<u64>) -> bool {
+        let grew = all.len() > self.candidates.len();
+        if all.len() <= self.cfg.max_candidates {
+            if grew {
+                self.candidates = AddrSet::from_v4_keys(all);
+            }
+            return grew;
+        }
+        all.shuffle(&mut self.rng);
+        all.truncate(self.cfg.max_candidates);
+        let new = all.iter().any(|k| !self.candidates.contains_v4(*k));
+        all.sort_unstable();
+        self.candidates = AddrSet::from_v4_keys(all);
         new
     }
 
