@@ -231,16 +231,18 @@ impl SeedCore {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.peer = Some(addr);
         }
-        if let Some(reg) = self.registered.get_mut(&addr) {
+        let index = if let Some(reg) = self.registered.get_mut(&addr) {
             // Registering again (a restart or a new connection): same entry, fresh state.
             reg.conn = Some(conn);
             reg.awaiting_reply = false;
             reg.misses = 0;
+            reg.index
         } else {
+            let index = self.list.len();
             self.registered.insert(
                 addr,
                 Registration {
-                    index: self.list.len(),
+                    index,
                     conn: Some(conn),
                     awaiting_reply: false,
                     misses: 0,
@@ -249,25 +251,25 @@ impl SeedCore {
             );
             self.list.push(addr);
             self.out.log(Event::PeerRegistered { peer: addr });
-        }
-        let peers = self.peer_list_for(addr);
+            index
+        };
+        let peers = self.peer_list_for(addr, index);
         self.out.send_msg(conn, Message::PeerList { peers });
     }
 
-    /// Every live peer but `asker`, or a uniform sample of `peer_list_max` of them.
-    fn peer_list_for(&mut self, asker: SocketAddr) -> Vec<SocketAddr> {
+    /// Every live peer but `asker` (entry `skip` of the list), or a uniform sample of
+    /// `peer_list_max` of them.
+    fn peer_list_for(&mut self, asker: SocketAddr, skip: usize) -> Vec<SocketAddr> {
         let max = self.cfg.peer_list_max;
-        let skip = self.registered.get(&asker).map(|r| r.index);
-        let others = self.list.len() - usize::from(skip.is_some());
+        let others = self.list.len().saturating_sub(1);
         if others <= max {
             return self.list.iter().filter(|p| *p != asker).collect();
         }
-        let picks = sample_except(&mut self.rng, self.list.len(), skip, max);
-        picks
-            .into_iter()
-            .filter_map(|i| self.list.get(i))
-            .filter(|p| *p != asker)
-            .collect()
+        let picks = sample_except(&mut self.rng, self.list.len(), Some(skip), max);
+        let mut peers = Vec::with_capacity(picks.len());
+        let found = picks.into_iter().filter_map(|i| self.list.get(i));
+        peers.extend(found.filter(|p| *p != asker));
+        peers
     }
 
     /// A report alone never evicts a live peer: unless the seed's own checks already
