@@ -9,11 +9,10 @@
 //! from the queue entry alone, and a first sight rebuilds the very same message. Any
 //! other frame (a payload, a text of its own, numbers too large) goes as an `Arc`.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::EPOCH;
+use super::{ByAddr, EPOCH};
 use crate::proto::message::is_gossip_text;
 use crate::proto::{ConnId, Gossip, GossipId, Message, Millis};
 
@@ -85,7 +84,7 @@ impl Compactor {
         &mut self,
         msg: &Arc<Message>,
         conn: ConnId,
-        by_addr: &HashMap<SocketAddr, u32>,
+        by_addr: &ByAddr,
     ) -> Option<Compact> {
         let conn = u32::try_from(conn.0).ok()?;
         let fields = match &self.last {
@@ -102,7 +101,7 @@ impl Compactor {
         })
     }
 
-    fn fields(&mut self, msg: &Message, by_addr: &HashMap<SocketAddr, u32>) -> Option<Fields> {
+    fn fields(&mut self, msg: &Message, by_addr: &ByAddr) -> Option<Fields> {
         let Message::Gossip(g) = msg else {
             return None;
         };
@@ -120,7 +119,7 @@ impl Compactor {
     fn origin_index(
         &mut self,
         origin: SocketAddr,
-        by_addr: &HashMap<SocketAddr, u32>,
+        by_addr: &ByAddr,
     ) -> Option<u32> {
         if let Some((_, i)) = self.origins.iter().find(|(a, _)| *a == origin) {
             return Some(*i);
@@ -142,7 +141,7 @@ mod tests {
         SocketAddr::from(([127, 0, 0, i], 9000))
     }
 
-    fn nodes() -> HashMap<SocketAddr, u32> {
+    fn nodes() -> ByAddr {
         (1..=3).map(|i| (addr(i), u32::from(i) + 10)).collect()
     }
 

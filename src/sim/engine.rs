@@ -18,7 +18,7 @@
 
 use rand::rngs::SmallRng;
 use rand::Rng;
-use std::collections::HashMap;
+use super::ByAddr;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -104,7 +104,7 @@ pub(crate) struct Net<'a> {
     pub(crate) up: &'a [bool],
     /// Every node's address, by index.
     pub(crate) addrs: &'a [SocketAddr],
-    pub(crate) by_addr: &'a HashMap<SocketAddr, u32>,
+    pub(crate) by_addr: &'a ByAddr,
     pub(crate) cuts: &'a Cuts,
 }
 
