@@ -116,11 +116,7 @@ impl Compactor {
         })
     }
 
-    fn origin_index(
-        &mut self,
-        origin: SocketAddr,
-        by_addr: &ByAddr,
-    ) -> Option<u32> {
+    fn origin_index(&mut self, origin: SocketAddr, by_addr: &ByAddr) -> Option<u32> {
         if let Some((_, i)) = self.origins.iter().find(|(a, _)| *a == origin) {
             return Some(*i);
         }

@@ -16,9 +16,9 @@
 //! connection, or for standard gossip its numbers alone (`compact.rs`); a duplicate is
 //! absorbed by the core without a copy, and the queue entry carries the input itself.
 
+use super::ByAddr;
 use rand::rngs::SmallRng;
 use rand::Rng;
-use super::ByAddr;
 use std::net::SocketAddr;
 use std::sync::Arc;
 

@@ -100,12 +100,16 @@ struct SeedLink {
     asked_at: Option<Millis>,
 }
 
+/// What a connection is for. The address it leads to is its link's `remote`, or for a
+/// neighbour's, the key of the neighbour whose `conn` it is: a connection's entry stays
+/// 48 bytes, read on every frame that arrives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ConnRole {
-    Seed(usize),
+    /// To seed number `.0`.
+    Seed(u32),
     /// An outgoing connection to a peer, not yet established.
-    Dialing(SocketAddr),
-    Neighbor(SocketAddr),
+    Dialing,
+    Neighbor,
     /// Accepted, waiting for the remote's `hello`.
     Inbound,
 }
@@ -313,15 +317,16 @@ impl PeerCore {
         };
         c.link.last_heard = now;
         match c.role {
-            ConnRole::Seed(i) => self.ask_seed(i, conn, now),
-            ConnRole::Dialing(addr) => {
+            ConnRole::Seed(i) => self.ask_seed(i as usize, conn, now),
+            ConnRole::Dialing => {
+                let addr = c.link.remote;
                 let hello = Message::Hello {
                     addr: self.cfg.addr,
                 };
                 self.out.send_msg(conn, hello);
                 self.attach_neighbor(conn, addr, true, now);
             }
-            ConnRole::Neighbor(_) | ConnRole::Inbound => {}
+            ConnRole::Neighbor | ConnRole::Inbound => {}
         }
     }
 
@@ -346,16 +351,24 @@ impl PeerCore {
         };
         c.link.last_heard = now;
         match (c.role, msg) {
-            (ConnRole::Seed(i), Message::PeerList { peers }) => self.on_peer_list(i, peers, now),
+            (ConnRole::Seed(i), Message::PeerList { peers }) => {
+                self.on_peer_list(i as usize, peers, now)
+            }
             (_, Message::LivenessRequest { ts, from }) => self.on_liveness_request(conn, ts, from),
-            (ConnRole::Neighbor(addr), Message::LivenessReply { ts, .. }) => {
-                self.on_liveness_reply(addr, ts)
+            (ConnRole::Neighbor, Message::LivenessReply { ts, .. }) => {
+                if let Some(addr) = self.neighbor_on(conn) {
+                    self.on_liveness_reply(addr, ts)
+                }
             }
             (ConnRole::Seed(_), Message::LivenessReply { .. }) => {}
-            (ConnRole::Neighbor(addr), Message::Gossip(g)) => self.on_gossip(conn, addr, g, now),
+            (ConnRole::Neighbor, Message::Gossip(g)) => {
+                if let Some(addr) = self.neighbor_on(conn) {
+                    self.on_gossip(conn, addr, g, now)
+                }
+            }
             (ConnRole::Inbound, Message::Hello { addr }) => self.on_hello(conn, addr, now),
             // The answering side's hello on a connection we opened.
-            (ConnRole::Neighbor(_), Message::Hello { .. }) => {}
+            (ConnRole::Neighbor, Message::Hello { .. }) => {}
             (_, other) => {
                 let reason = format!("unexpected {} frame", other.kind());
                 self.protocol_error(conn, reason, now);
@@ -397,7 +410,7 @@ impl PeerCore {
         let Some(c) = self.conns.get_mut(&conn) else {
             return false;
         };
-        if !matches!(c.role, ConnRole::Neighbor(_)) {
+        if c.role != ConnRole::Neighbor {
             return false;
         }
         if self.seen.is_new((id.origin, id.seq), id.ts, now) {
@@ -442,9 +455,15 @@ impl PeerCore {
         short
     }
 
+    /// The neighbour whose connection `conn` is.
+    fn neighbor_on(&self, conn: ConnId) -> Option<SocketAddr> {
+        let mut on_conn = self.neighbors.iter().filter(|(_, n)| n.conn == Some(conn));
+        on_conn.next().map(|(addr, _)| *addr)
+    }
+
     fn dialing(&self) -> impl Iterator<Item = SocketAddr> + '_ {
         self.conns.values().filter_map(|c| match c.role {
-            ConnRole::Dialing(a) => Some(a),
+            ConnRole::Dialing => Some(c.link.remote),
             _ => None,
         })
     }
@@ -452,7 +471,7 @@ impl PeerCore {
     fn dial(&mut self, addr: SocketAddr, now: Millis) {
         let conn = self.out.connect(addr);
         let link = Link::new(addr, now);
-        let role = ConnRole::Dialing(addr);
+        let role = ConnRole::Dialing;
         self.conns.insert(conn, PeerConn { role, link });
     }
 
@@ -486,7 +505,7 @@ impl PeerCore {
             }
         }
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.role = ConnRole::Neighbor(addr);
+            c.role = ConnRole::Neighbor;
             c.link.last_heard = now;
         }
         let n = Neighbor {
@@ -512,8 +531,9 @@ impl PeerCore {
             return;
         };
         match c.role {
-            ConnRole::Seed(i) => self.seed_lost(i, reason, quiet, now),
-            ConnRole::Dialing(addr) => {
+            ConnRole::Seed(i) => self.seed_lost(i as usize, reason, quiet, now),
+            ConnRole::Dialing => {
+                let addr = c.link.remote;
                 if !quiet {
                     let error = reason;
                     self.out.log(Event::ConnectFailed { addr, error });
@@ -521,12 +541,15 @@ impl PeerCore {
                 self.candidates.remove(&addr);
                 self.top_up_neighbors(now);
             }
-            ConnRole::Neighbor(addr) => {
-                if let Some(n) = self.neighbors.get_mut(&addr) {
-                    if n.conn == Some(conn) {
-                        n.conn = None;
-                        self.out.log(Event::NeighborLost { addr, reason });
-                    }
+            ConnRole::Neighbor => {
+                let on_conn = self
+                    .neighbors
+                    .iter_mut()
+                    .find(|(_, n)| n.conn == Some(conn));
+                if let Some((addr, n)) = on_conn {
+                    n.conn = None;
+                    let addr = *addr;
+                    self.out.log(Event::NeighborLost { addr, reason });
                 }
             }
             ConnRole::Inbound => {}
@@ -656,7 +679,7 @@ impl PeerCore {
             let dialing = self
                 .conns
                 .get(&conn)
-                .is_some_and(|c| matches!(c.role, ConnRole::Dialing(_)));
+                .is_some_and(|c| c.role == ConnRole::Dialing);
             if dialing {
                 self.out.close(conn);
                 let reason = format!("connect timed out after {timeout} ms");

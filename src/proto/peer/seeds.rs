@@ -11,7 +11,7 @@ use crate::proto::{ConnId, Event, Link, Message, Millis, Timer};
 
 impl PeerCore {
     pub(super) fn connect_seed(&mut self, i: usize, now: Millis) {
-        let Some(seed) = self.seeds.get_mut(i) else {
+        let (Some(seed), Ok(index)) = (self.seeds.get_mut(i), u32::try_from(i)) else {
             return;
         };
         let conn = self.out.connect(seed.addr);
@@ -19,7 +19,7 @@ impl PeerCore {
         seed.conn = Some(conn);
         seed.asked_at = None;
         let link = Link::new(seed.addr, now);
-        let role = ConnRole::Seed(i);
+        let role = ConnRole::Seed(index);
         self.conns.insert(conn, PeerConn { role, link });
     }
 

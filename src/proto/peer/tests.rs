@@ -761,3 +761,9 @@ fn stale_timer_wake_ups_do_nothing() {
 // After the helpers and macros above, which they use.
 mod liveness;
 mod seeds;
+
+/// A million simulated peers hold about ten connections each, and a frame reads one.
+#[test]
+fn a_connection_entry_is_48_bytes() {
+    assert_eq!(std::mem::size_of::<super::PeerConn>(), 48);
+}
