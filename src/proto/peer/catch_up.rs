@@ -124,10 +124,11 @@ impl Relayed {
         }
         self.whole_bytes += bytes;
         if self.kept.len() == self.kept.capacity() {
-            // A quarter more at a time: few copies, little slack in each of many peers.
+            // A quarter more at a time, two at least: few copies, little slack in each
+            // of many peers (one at a time, ten messages cost nine copies).
             let room = RELAYED_KEPT.saturating_sub(self.kept.len()).max(1);
-            self.kept
-                .reserve_exact((self.kept.len() / 4).clamp(1, room));
+            let more = (self.kept.len() / 4).max(2).min(room);
+            self.kept.reserve_exact(more);
         }
         self.kept.push_back(kept);
     }
