@@ -8,7 +8,7 @@ use rand::rngs::SmallRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::SeedableRng;
 use std::collections::{BTreeSet, VecDeque};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
 mod addrs;
@@ -100,18 +100,33 @@ struct SeedLink {
     asked_at: Option<Millis>,
 }
 
-/// What a connection is for. The address it leads to is its link's `remote`, or for a
-/// neighbour's, the key of the neighbour whose `conn` it is: a connection's entry stays
-/// 48 bytes, read on every frame that arrives.
+/// What a connection is for. The address it leads to is its link's `remote`, but for a
+/// neighbour's, whose remote may be the ephemeral end of a connection it opened: an IPv4
+/// neighbour's address is kept here (read on every message delivered first), an IPv6
+/// one's is found in the neighbour table. A connection's entry stays 48 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ConnRole {
     /// To seed number `.0`.
     Seed(u32),
     /// An outgoing connection to a peer, not yet established.
     Dialing,
-    Neighbor,
+    NeighborV4(SocketAddrV4),
+    NeighborV6,
     /// Accepted, waiting for the remote's `hello`.
     Inbound,
+}
+
+impl ConnRole {
+    fn neighbor(addr: SocketAddr) -> Self {
+        match addr {
+            SocketAddr::V4(a) => ConnRole::NeighborV4(a),
+            SocketAddr::V6(_) => ConnRole::NeighborV6,
+        }
+    }
+
+    fn is_neighbor(self) -> bool {
+        matches!(self, ConnRole::NeighborV4(_) | ConnRole::NeighborV6)
+    }
 }
 
 #[derive(Debug)]
@@ -326,7 +341,7 @@ impl PeerCore {
                 self.out.send_msg(conn, hello);
                 self.attach_neighbor(conn, addr, true, now);
             }
-            ConnRole::Neighbor | ConnRole::Inbound => {}
+            ConnRole::NeighborV4(_) | ConnRole::NeighborV6 | ConnRole::Inbound => {}
         }
     }
 
@@ -355,20 +370,20 @@ impl PeerCore {
                 self.on_peer_list(i as usize, peers, now)
             }
             (_, Message::LivenessRequest { ts, from }) => self.on_liveness_request(conn, ts, from),
-            (ConnRole::Neighbor, Message::LivenessReply { ts, .. }) => {
-                if let Some(addr) = self.neighbor_on(conn) {
+            (role, Message::LivenessReply { ts, .. }) if role.is_neighbor() => {
+                if let Some(addr) = self.neighbor_on(conn, role) {
                     self.on_liveness_reply(addr, ts)
                 }
             }
             (ConnRole::Seed(_), Message::LivenessReply { .. }) => {}
-            (ConnRole::Neighbor, Message::Gossip(g)) => {
-                if let Some(addr) = self.neighbor_on(conn) {
+            (role, Message::Gossip(g)) if role.is_neighbor() => {
+                if let Some(addr) = self.neighbor_on(conn, role) {
                     self.on_gossip(conn, addr, g, now)
                 }
             }
             (ConnRole::Inbound, Message::Hello { addr }) => self.on_hello(conn, addr, now),
             // The answering side's hello on a connection we opened.
-            (ConnRole::Neighbor, Message::Hello { .. }) => {}
+            (role, Message::Hello { .. }) if role.is_neighbor() => {}
             (_, other) => {
                 let reason = format!("unexpected {} frame", other.kind());
                 self.protocol_error(conn, reason, now);
@@ -410,7 +425,7 @@ impl PeerCore {
         let Some(c) = self.conns.get_mut(&conn) else {
             return false;
         };
-        if c.role != ConnRole::Neighbor {
+        if !c.role.is_neighbor() {
             return false;
         }
         if self.seen.is_new((id.origin, id.seq), id.ts, now) {
@@ -455,8 +470,11 @@ impl PeerCore {
         short
     }
 
-    /// The neighbour whose connection `conn` is.
-    fn neighbor_on(&self, conn: ConnId) -> Option<SocketAddr> {
+    /// The neighbour whose connection `conn` (in `role`) is.
+    fn neighbor_on(&self, conn: ConnId, role: ConnRole) -> Option<SocketAddr> {
+        if let ConnRole::NeighborV4(a) = role {
+            return Some(SocketAddr::V4(a));
+        }
         let mut on_conn = self.neighbors.iter().filter(|(_, n)| n.conn == Some(conn));
         on_conn.next().map(|(addr, _)| *addr)
     }
@@ -505,7 +523,7 @@ impl PeerCore {
             }
         }
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.role = ConnRole::Neighbor;
+            c.role = ConnRole::neighbor(addr);
             c.link.last_heard = now;
         }
         let n = Neighbor {
@@ -541,7 +559,7 @@ impl PeerCore {
                 self.candidates.remove(&addr);
                 self.top_up_neighbors(now);
             }
-            ConnRole::Neighbor => {
+            ConnRole::NeighborV4(_) | ConnRole::NeighborV6 => {
                 let on_conn = self
                     .neighbors
                     .iter_mut()

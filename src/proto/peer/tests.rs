@@ -767,3 +767,34 @@ mod seeds;
 fn a_connection_entry_is_48_bytes() {
     assert_eq!(std::mem::size_of::<super::PeerConn>(), 48);
 }
+
+/// A connection names an IPv4 neighbour itself and finds an IPv6 one in the neighbour
+/// table: either way, what arrives on it is from the neighbour's announced address, not
+/// from the ephemeral end of the connection it opened.
+#[test]
+fn frames_from_an_ipv4_or_ipv6_neighbour_are_from_its_announced_address() {
+    let v6: SocketAddr = "[::1]:9005".parse().expect("an IPv6 address");
+    let (mut h, _) = Harness::registered(config(me(), seeds(2)), &[]);
+    for (i, from) in [peer(9004), v6].into_iter().enumerate() {
+        let conn = h.core.accept(ephemeral(50_000 + i as u16), T0);
+        h.core.message(conn, hello(from), T0);
+        h.drain();
+        h.core
+            .message(conn, gossip_msg(peer(9007), 1 + i as u64), T0 + 1);
+        let logged_from: Vec<SocketAddr> = events(&h.drain())
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::GossipReceived { from, .. } => Some(from),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(logged_from, vec![from]);
+        h.core.closed(conn, Disconnect::Closed, T0 + 2);
+        let lost = events(&h.drain());
+        assert!(
+            lost.iter()
+                .any(|e| matches!(e, Event::NeighborLost { addr, .. } if *addr == from)),
+            "{lost:?}"
+        );
+    }
+}
