@@ -83,39 +83,35 @@ impl PeerCore {
     pub(super) fn merge_candidates(&mut self, peers: &[SocketAddr]) -> bool {
         let me = self.cfg.addr;
         if let Some(all) = self.candidates.union_v4(peers, &me) {
-            return self.keep_candidates_v4(all);
+            return self.keep_candidates(all, |set, k| set.contains_v4(*k), AddrSet::from_v4_keys);
         }
         let incoming = sorted_distinct(peers.iter().copied().filter(|p| *p != me));
-        let mut all = merge_sorted(self.candidates.iter(), incoming);
-        let grew = all.len() > self.candidates.len();
-        if all.len() <= self.cfg.max_candidates {
-            if grew {
-                self.candidates = AddrSet::from_sorted(all);
-            }
-            return grew;
-        }
-        all.shuffle(&mut self.rng);
-        all.truncate(self.cfg.max_candidates);
-        let new = all.iter().any(|c| !self.candidates.contains(c));
-        self.candidates = all.into_iter().collect();
-        new
+        let all = merge_sorted(self.candidates.iter(), incoming);
+        self.keep_candidates(all, AddrSet::contains, AddrSet::from_sorted)
     }
 
-    /// [`PeerCore::merge_candidates`] where every address is IPv4: the same union, the
-    /// same draws from the RNG (a shuffle's depend on the length alone), the same sample.
-    fn keep_candidates_v4(&mut self, mut all: Vec<u64>) -> bool {
+    /// Makes `all`, the sorted union, the candidates, or a uniform random
+    /// `max_candidates` of it; true when a new candidate came in. `all` holds addresses,
+    /// or IPv4 keys when every address is IPv4: a shuffle's draws depend on the length
+    /// alone, so both draw the same sample.
+    fn keep_candidates<T: Ord>(
+        &mut self,
+        mut all: Vec<T>,
+        has: impl Fn(&AddrSet, &T) -> bool,
+        set: impl Fn(Vec<T>) -> AddrSet,
+    ) -> bool {
         let grew = all.len() > self.candidates.len();
         if all.len() <= self.cfg.max_candidates {
             if grew {
-                self.candidates = AddrSet::from_v4_keys(all);
+                self.candidates = set(all);
             }
             return grew;
         }
         all.shuffle(&mut self.rng);
         all.truncate(self.cfg.max_candidates);
-        let new = all.iter().any(|k| !self.candidates.contains_v4(*k));
+        let new = all.iter().any(|c| !has(&self.candidates, c));
         all.sort_unstable();
-        self.candidates = AddrSet::from_v4_keys(all);
+        self.candidates = set(all);
         new
     }
 
