@@ -475,8 +475,8 @@ impl PeerCore {
         if let ConnRole::NeighborV4(a) = role {
             return Some(SocketAddr::V4(a));
         }
-        let mut on_conn = self.neighbors.iter().filter(|(_, n)| n.conn == Some(conn));
-        on_conn.next().map(|(addr, _)| *addr)
+        let on_conn = self.neighbors.iter().find(|(_, n)| n.conn == Some(conn));
+        on_conn.map(|(addr, _)| *addr)
     }
 
     fn dialing(&self) -> impl Iterator<Item = SocketAddr> + '_ {
