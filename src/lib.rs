@@ -11,6 +11,7 @@ pub mod codec;
 pub mod config;
 pub mod logging;
 pub mod net;
+pub mod pages;
 pub mod procstat;
 pub mod proto;
 pub mod report;

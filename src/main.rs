@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(e),
     };
     logging::init_console();
+    choose_pages(&cli.command);
     let result = match cli.command {
         Command::Seed(args) => run_seed(&args).map(|()| true),
         Command::Peer(args) => run_peer(&args).map(|()| true),
@@ -32,6 +33,24 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("gossipd: error: {e:#}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// The simulator runs on huge pages, which may mean running this program again in this
+/// process with the allocator's settings for them; a daemon stays on small pages (see
+/// `pages.rs`).
+fn choose_pages(command: &Command) {
+    match command {
+        Command::Sim(_) => {
+            if let Err(e) = gossipd::pages::exec_with_sim_allocator() {
+                log::warn!("cannot run again with the allocator set for huge pages ({e}); running on small pages");
+            }
+        }
+        _ => {
+            if let Err(e) = gossipd::pages::keep_small_pages() {
+                log::debug!("cannot turn transparent huge pages off: {e}");
+            }
         }
     }
 }

@@ -25,8 +25,19 @@ pub fn rss_kib() -> Option<u64> {
     status_field("VmRSS:")
 }
 
+/// Anonymous memory backed by transparent huge pages now, in KiB.
+pub fn huge_pages_kib() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/smaps_rollup").ok()?;
+    field(&text, "AnonHugePages:")
+}
+
 fn status_field(name: &str) -> Option<u64> {
     let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    field(&text, name)
+}
+
+/// The number after `name` on its line of a /proc file.
+fn field(text: &str, name: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with(name))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
@@ -37,6 +48,9 @@ mod tests {
     fn this_process_has_a_peak_rss_on_linux() {
         if cfg!(target_os = "linux") {
             assert!(super::peak_rss_kib().is_some_and(|k| k > 0));
+            if std::path::Path::new("/proc/self/smaps_rollup").exists() {
+                assert!(super::huge_pages_kib().is_some());
+            }
             let spin = std::time::Instant::now();
             while spin.elapsed() < std::time::Duration::from_millis(50) {
                 std::hint::black_box(0);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::args::SimArgs;
 use super::scenario::{simulate, Outcome, Progress};
-use crate::procstat;
+use crate::{pages, procstat};
 
 /// How often the progress line is printed.
 const PROGRESS_EVERY: Duration = Duration::from_secs(3);
@@ -79,10 +79,13 @@ fn network_line(outcome: &Outcome) -> String {
 /// The host's cost, which varies from run to run and so stays out of the report.
 fn print_resources(wall: Duration) {
     let cpu = procstat::cpu_seconds().map_or("-".into(), |s| format!("{s:.1} s"));
-    let rss =
-        procstat::peak_rss_kib().map_or("-".into(), |k| format!("{:.0} MiB", k as f64 / 1024.0));
+    let mib = |k: u64| format!("{:.0} MiB", k as f64 / 1024.0);
+    let rss = procstat::peak_rss_kib().map_or("-".into(), mib);
+    let huge = procstat::huge_pages_kib().map_or("-".into(), mib);
+    let large = pages::ALLOW_THP;
+    let setting = std::env::var(large).unwrap_or_else(|_| "unset".into());
     println!(
-        "host         wall {:.1} s, CPU {cpu}, peak RSS {rss} (not part of the report)",
+        "host         wall {:.1} s, CPU {cpu}, peak RSS {rss}, huge pages {huge} at the end ({large}={setting}) (not part of the report)",
         wall.as_secs_f64()
     );
 }

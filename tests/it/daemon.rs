@@ -456,15 +456,36 @@ fn a_duration_without_a_unit_exits_with_code_2() {
 }
 
 #[test]
-fn a_seed_and_a_peer_run_one_thread_and_sigterm_stops_them_with_exit_code_0_and_logs_written() {
+fn a_seed_and_a_peer_run_one_thread_on_small_pages_and_sigterm_stops_them_with_exit_code_0_and_logs_written(
+) {
     let mut net = Net::new();
     let mut seed = net.seed();
     let mut peer = registered_peer(&net, &["--messages", "0"]);
     for p in [&mut peer, &mut seed] {
         let status = fs::read_to_string(format!("/proc/{}/status", p.child.id()));
-        let threads = status.unwrap_or_default();
-        let threads = threads.lines().find(|l| l.starts_with("Threads:"));
-        assert_eq!(threads, Some("Threads:\t1"), "one thread: {}", p.addr);
+        let status = status.unwrap_or_default();
+        let line = |name: &str| status.lines().find(|l| l.starts_with(name));
+        assert_eq!(
+            line("Threads:"),
+            Some("Threads:\t1"),
+            "one thread: {}",
+            p.addr
+        );
+        // The allocator turned transparent huge pages off before its first allocation
+        // (.cargo/config.toml, src/pages.rs): none of its memory is on them.
+        if let Some(thp) = line("THP_enabled:") {
+            assert_eq!(thp, "THP_enabled:\t0", "{}", p.addr);
+        }
+        let rollup = fs::read_to_string(format!("/proc/{}/smaps_rollup", p.child.id()));
+        let rollup = rollup.unwrap_or_default();
+        if let Some(huge) = rollup.lines().find(|l| l.starts_with("AnonHugePages:")) {
+            assert_eq!(
+                huge.split_whitespace().nth(1),
+                Some("0"),
+                "{}: {huge}",
+                p.addr
+            );
+        }
         p.sigterm();
         let status = p.wait_exit();
         assert_eq!(status.code(), Some(0), "{} {status}\n{}", p.addr, p.tail());

@@ -311,6 +311,41 @@ fn the_sim_command_prints_its_report_and_writes_the_same_json_as_the_library_and
     );
 }
 
+/// `gossipd sim` runs again in its own process with the allocator set for huge pages,
+/// unless the user set it: the host line says which, and the report is the same.
+#[test]
+fn the_sim_command_sets_the_allocator_for_huge_pages_unless_the_user_did_and_reports_the_same() {
+    let sim = |allow_thp: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gossipd"));
+        cmd.arg("sim").args(SMALL).args(["--rng-seed", "9"]);
+        cmd.env_remove("MIMALLOC_ALLOW_THP")
+            .env_remove("MIMALLOC_PURGE_DELAY");
+        if let Some(v) = allow_thp {
+            cmd.env("MIMALLOC_ALLOW_THP", v);
+        }
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run gossipd: {e}"));
+        assert!(out.status.success(), "{:?} {allow_thp:?}", out.status);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (report, host): (Vec<&str>, Vec<&str>) =
+            stdout.lines().partition(|l| !l.starts_with("host "));
+        (report.join("\n"), host.join("\n"))
+    };
+    let (ours, our_host) = sim(None);
+    let (theirs, their_host) = sim(Some("0"));
+    assert!(our_host.contains("(MIMALLOC_ALLOW_THP=1)"), "{our_host}");
+    assert!(
+        their_host.contains("(MIMALLOC_ALLOW_THP=0)"),
+        "{their_host}"
+    );
+    assert!(ours.contains("coverage     100.0000%"), "{ours}");
+    assert_eq!(
+        ours, theirs,
+        "rng seed 9: the report depends on the allocator"
+    );
+}
+
 /// Loss on every frame type, handshakes included: a lost `register` answer is asked for
 /// again after a liveness interval and a lost `hello` ends in a redial, so every peer has
 /// joined before the warm-up ends and then gets every message.
