@@ -44,7 +44,7 @@ fn choose_pages(command: &Command) {
     match command {
         Command::Sim(_) => {
             if let Err(e) = gossipd::pages::exec_with_sim_allocator() {
-                log::warn!("cannot run again with the allocator set for huge pages ({e}); running on small pages");
+                log::warn!("cannot run again with the allocator set for huge pages ({e}); going on without them");
             }
         }
         _ => {

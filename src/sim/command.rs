@@ -82,10 +82,10 @@ fn print_resources(wall: Duration) {
     let mib = |k: u64| format!("{:.0} MiB", k as f64 / 1024.0);
     let rss = procstat::peak_rss_kib().map_or("-".into(), mib);
     let huge = procstat::huge_pages_kib().map_or("-".into(), mib);
-    let large = pages::ALLOW_THP;
-    let setting = std::env::var(large).unwrap_or_else(|_| "unset".into());
+    let thp = pages::ALLOW_THP;
+    let setting = std::env::var(thp).unwrap_or_else(|_| "unset".into());
     println!(
-        "host         wall {:.1} s, CPU {cpu}, peak RSS {rss}, huge pages {huge} at the end ({large}={setting}) (not part of the report)",
+        "host         wall {:.1} s, CPU {cpu}, peak RSS {rss}, huge pages {huge} at the end ({thp}={setting}) (not part of the report)",
         wall.as_secs_f64()
     );
 }
