@@ -34,6 +34,9 @@ pub enum Command {
     /// Run seeds and peers inside this process on 127.0.0.1 and report each message's spread.
     Swarm(crate::swarm::SwarmArgs),
     /// Run the same seed and peer cores on a simulated network with a virtual clock.
+    #[command(
+        after_help = "Memory: the simulator runs on transparent huge pages. It runs itself again in this process with MIMALLOC_ALLOW_THP=1 and MIMALLOC_PURGE_DELAY=-1 added to its environment; a variable already set is left as it is, and MIMALLOC_ALLOW_THP=0 keeps it on small pages. The report is the same either way."
+    )]
     Sim(crate::sim::SimArgs),
     /// One worker process of a swarm, started and driven by `gossipd swarm`.
     #[command(hide = true)]
