@@ -30,6 +30,7 @@ mod watch;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use std::collections::HashMap;
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 
@@ -234,12 +235,17 @@ impl<O: Observer> Sim<O> {
 
     /// Makes room for `more` nodes, so that a large network does not leave up to half
     /// the node table unused.
+    /// The node table's room is backed with memory on every thread at once.
     pub fn reserve(&mut self, more: usize) {
         self.nodes.reserve_exact(more);
+        if more >= FAULT_IN_MIN {
+            fault_in(self.nodes.spare_capacity_mut(), self.threads);
+        }
         self.addrs.reserve_exact(more);
         self.up.reserve_exact(more);
         self.rngs.reserve_exact(more);
         self.routes.reserve(more);
+        self.by_addr.reserve(more);
     }
 
     /// Adds a node; it starts at `now + delay`. Returns its index.
@@ -440,6 +446,33 @@ impl<O: Observer> Sim<O> {
         self.queue.push(at, Scheduled::new(node, input));
     }
 }
+
+/// Writes to every 4 KiB page of `room` (reserved, not used yet) on up to `threads`
+/// threads, so that the kernel backs it with memory on all of them at once, not page by
+/// page as nodes are added on one thread. At a million peers the node table is 1 GiB and
+/// backing it was half the setup's 4.6 s. The nodes written later overwrite the zeros.
+fn fault_in<T: Send>(room: &mut [MaybeUninit<T>], threads: usize) {
+    let size = std::mem::size_of::<T>();
+    // A vector of zero-sized values has room for usize::MAX of them and no memory.
+    if threads < 2 || room.is_empty() || size == 0 {
+        return;
+    }
+    let per_page = (4096 / size).max(1);
+    let share = room.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        for part in room.chunks_mut(share) {
+            s.spawn(move || {
+                for slot in part.iter_mut().step_by(per_page) {
+                    *slot = MaybeUninit::zeroed();
+                }
+                std::hint::black_box(part);
+            });
+        }
+    });
+}
+
+/// Below this many nodes the node table is backed as it fills (threads cost more).
+const FAULT_IN_MIN: usize = 100_000;
 
 /// Where a shard's output goes: queued, and its events shown to the observer, in order.
 struct Sink<'a, O> {
@@ -651,6 +684,24 @@ mod tests {
         let log = sim.events().iter();
         let log = log.map(|l| format!("{} {} {:?}", l.at, l.node, l.event));
         (log.collect(), sim.stats(), sim.split_batches)
+    }
+
+    #[test]
+    fn backing_reserved_room_on_several_threads_leaves_the_vector_as_it_was() {
+        for threads in [1, 2, 3, 8] {
+            for room in [0, 1, 5, 1_000, 4_099] {
+                let mut v: Vec<[u64; 5]> = vec![[7; 5]; 3];
+                v.reserve_exact(room);
+                fault_in(v.spare_capacity_mut(), threads);
+                assert_eq!(v, vec![[7; 5]; 3], "{threads} threads, room {room}");
+                v.extend((0..room as u64).map(|i| [i; 5]));
+                let pushed = v.get(3..).unwrap_or_default();
+                assert!(pushed.iter().zip(0..).all(|(e, i)| *e == [i; 5]));
+            }
+        }
+        let mut empty: Vec<()> = Vec::with_capacity(10);
+        fault_in(empty.spare_capacity_mut(), 2);
+        assert!(empty.is_empty());
     }
 
     #[test]
