@@ -2,8 +2,9 @@
 //!
 //! A million-peer simulation holds about 6 GiB in small allocations and reads them at
 //! random. On 4 KiB pages that costs two million page faults and a TLB miss on most node
-//! reads; on 2 MiB pages a tenth of the faults and fewer misses (docs/MEASUREMENTS.md has
-//! the figures). A daemon holds about 4 MiB, which 2 MiB pages would double.
+//! reads; on 2 MiB pages, with freed memory kept, 4,400 faults and fewer misses
+//! (docs/MEASUREMENTS.md has the figures). A daemon holds about 4 MiB, which 2 MiB pages
+//! would double.
 //!
 //! The allocator (mimalloc) advises huge pages for its memory when its `allow_thp` option
 //! is on, and most kernels give huge pages only to memory so advised
