@@ -222,30 +222,40 @@ pub(crate) struct Outbox {
     next_conn: u64,
 }
 
+/// The room an outbox takes when its first action comes: a relayed message is a send to
+/// each neighbour and a few log lines, which growing from nothing would copy three times.
+const OUTBOX_ROOM: usize = 16;
+
 impl Outbox {
+    fn push(&mut self, action: Action) {
+        if self.actions.capacity() == 0 {
+            self.actions.reserve_exact(OUTBOX_ROOM);
+        }
+        self.actions.push_back(action);
+    }
     pub(crate) fn new_conn(&mut self) -> ConnId {
         self.next_conn += 1;
         ConnId(self.next_conn)
     }
     pub(crate) fn connect(&mut self, addr: SocketAddr) -> ConnId {
         let conn = self.new_conn();
-        self.actions.push_back(Action::Connect { conn, addr });
+        self.push(Action::Connect { conn, addr });
         conn
     }
     pub(crate) fn send(&mut self, conn: ConnId, msg: Arc<Message>) {
-        self.actions.push_back(Action::Send { conn, msg });
+        self.push(Action::Send { conn, msg });
     }
     pub(crate) fn send_msg(&mut self, conn: ConnId, msg: Message) {
         self.send(conn, Arc::new(msg));
     }
     pub(crate) fn close(&mut self, conn: ConnId) {
-        self.actions.push_back(Action::Close { conn });
+        self.push(Action::Close { conn });
     }
     pub(crate) fn timer(&mut self, at: Millis, timer: Timer) {
-        self.actions.push_back(Action::SetTimer { at, timer });
+        self.push(Action::SetTimer { at, timer });
     }
     pub(crate) fn log(&mut self, event: Event) {
-        self.actions.push_back(Action::Log(event));
+        self.push(Action::Log(event));
     }
     pub(crate) fn pop(&mut self) -> Option<Action> {
         let action = self.actions.pop_front();
