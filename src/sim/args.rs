@@ -83,6 +83,7 @@ impl SimArgs {
             threads: self.threads.unwrap_or_else(|| {
                 std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
             }),
+            exits_after: false,
         };
         scenario.validate()?;
         Ok(scenario)

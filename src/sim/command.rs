@@ -11,7 +11,7 @@ use std::io::{BufWriter, Write};
 use std::time::{Duration, Instant};
 
 use super::args::SimArgs;
-use super::scenario::{simulate, Outcome, Progress};
+use super::scenario::{simulate, Outcome, Progress, Scenario};
 use crate::{pages, procstat};
 
 /// How often the progress line is printed.
@@ -20,7 +20,10 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(3);
 /// Runs `gossipd sim`; Ok(true) when every expected delivery was made.
 pub fn run(args: &SimArgs) -> Result<bool> {
     let rng_seed = args.stress.rng_seed.unwrap_or_else(rand::random);
-    let scenario = args.scenario(rng_seed)?;
+    let scenario = Scenario {
+        exits_after: true,
+        ..args.scenario(rng_seed)?
+    };
     let mut events = match &args.stress.events {
         Some(path) => Some(BufWriter::new(File::create(path).with_context(|| {
             format!("cannot create the events file {}", path.display())

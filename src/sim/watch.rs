@@ -94,13 +94,13 @@ impl<'w> Watch<'w> {
     }
 
     /// The tally, and the first error writing the events file.
-    pub(crate) fn finish(mut self) -> (Tally, Option<String>) {
+    pub(crate) fn finish(&mut self) -> (Tally, Option<String>) {
         if let Some(out) = self.events.as_mut() {
             if let Err(e) = out.flush() {
                 self.events_error.get_or_insert(e.to_string());
             }
         }
-        (self.tally, self.events_error)
+        (std::mem::take(&mut self.tally), self.events_error.take())
     }
 
     fn survivors(&self) -> u64 {
