@@ -185,6 +185,20 @@ impl Node {
         }
         self.message(conn, Message::clone(msg), now)
     }
+    /// Cache hints for an input coming to this node soon (see [`crate::hint`]): the
+    /// tables that handling a frame reads first. They change nothing the node does.
+    pub fn prefetch_tables(&self) {
+        if let Node::Peer(p) = self {
+            p.prefetch_tables();
+        }
+    }
+    /// Cache hints for a frame coming on `conn` (gossip from `origin`, if known), once
+    /// the tables are in cache: the connection's entry and the origin's seen window.
+    pub fn prefetch_entries(&self, conn: ConnId, origin: Option<&SocketAddr>) {
+        if let Node::Peer(p) = self {
+            p.prefetch_entries(conn, origin);
+        }
+    }
     /// A gossip frame known only by its identity (see [`peek_gossip`]): true when the
     /// node dropped it as a duplicate, false when the whole frame must be parsed and
     /// handed in as usual.

@@ -17,6 +17,7 @@ use std::net::{SocketAddr, SocketAddrV4};
 
 use super::table::{Inline, Table};
 use super::Millis;
+use crate::hint;
 
 /// A message's identity: (origin, seq).
 pub type MessageId = (SocketAddr, u64);
@@ -229,6 +230,20 @@ impl SeenCache {
     }
 
     /// Whether (origin, seq) stamped `ts` would be new now, without recording it.
+    /// Cache hints for a check (see [`crate::hint`]): the settings and the small table.
+    pub fn prefetch(&self) {
+        hint::prefetch(&self.ttl);
+        self.windows.few.prefetch();
+    }
+
+    /// Cache hint for `origin`'s window, when it is in the small table (once that table
+    /// is in cache).
+    pub fn prefetch_window(&self, origin: &SocketAddr) {
+        if let SocketAddr::V4(a) = origin {
+            self.windows.few.prefetch_value(&v4_key(a));
+        }
+    }
+
     pub fn is_new(&self, (origin, seq): MessageId, ts: Millis, now: Millis) -> bool {
         if ts.saturating_add(self.ttl) < now {
             return false;

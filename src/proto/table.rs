@@ -14,6 +14,8 @@
 //! then reads the table's owner and the value, not a separate key array in between (one
 //! cache miss less in a row of them, on every frame a large simulation delivers).
 
+use crate::hint;
+
 /// Where a table keeps its sorted keys.
 pub trait Keys<K>: Default {
     fn as_slice(&self) -> &[K];
@@ -23,6 +25,8 @@ pub trait Keys<K>: Default {
     fn reserve_exact(&mut self, more: usize);
     /// Gives back the room past `room` keys.
     fn shrink_to(&mut self, room: usize);
+    /// Cache hints for the keys a search reads (see [`crate::hint`]); none by default.
+    fn prefetch(&self) {}
 }
 
 impl<K> Keys<K> for Vec<K> {
@@ -115,6 +119,17 @@ impl<K: Copy + Default, const N: usize> Keys<K> for Inline<K, N> {
     fn shrink_to(&mut self, room: usize) {
         self.spilled.shrink_to(room);
     }
+
+    /// The length and the keys in place (they span two or three cache lines).
+    fn prefetch(&self) {
+        hint::prefetch(&self.len);
+        if let Some(middle) = self.here.get(N / 2) {
+            hint::prefetch(middle);
+        }
+        if let Some(last) = self.here.last() {
+            hint::prefetch(last);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -149,6 +164,19 @@ impl<K: Ord, V, S: Keys<K>> Table<K, V, S> {
 
     fn find(&self, key: &K) -> Result<usize, usize> {
         self.keys.as_slice().binary_search(key)
+    }
+
+    /// Cache hints for a lookup: the keys, and where the values are (see [`crate::hint`]).
+    pub fn prefetch(&self) {
+        self.keys.prefetch();
+        hint::prefetch(&self.vals);
+    }
+
+    /// Cache hint for `key`'s value, once the keys are in cache.
+    pub fn prefetch_value(&self, key: &K) {
+        if let Some(v) = self.get(key) {
+            hint::prefetch(v);
+        }
     }
 
     pub fn get(&self, key: &K) -> Option<&V> {

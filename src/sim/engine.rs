@@ -66,6 +66,11 @@ pub(crate) enum Input {
     Gossip(Compact),
 }
 
+/// How far ahead in a batch the simulator hints at the nodes' tables, and then at the
+/// entries in them (see [`crate::hint`]): a few inputs' work covers a memory read.
+const FAR: usize = 8;
+const NEAR: usize = 4;
+
 /// One queue entry: the input and the node it is for.
 #[derive(Debug)]
 pub(crate) struct Scheduled {
@@ -196,11 +201,43 @@ impl<'s, 'n> Worker<'s, 'n> {
     /// Runs `batch` (entries for this shard's nodes, in order) and hands back the output.
     /// The entries are left holding a spent placeholder input.
     pub(crate) fn run(mut self, batch: &mut [Scheduled]) -> Output {
-        for s in batch {
+        for i in 0..batch.len() {
+            if let Some(ahead) = batch.get(i + FAR) {
+                self.prefetch_tables(ahead.node);
+            }
+            if let Some(ahead) = batch.get(i + NEAR) {
+                self.prefetch_entries(ahead);
+            }
+            let Some(s) = batch.get_mut(i) else {
+                break;
+            };
             let input = std::mem::replace(&mut s.input, Input::Start);
             self.step(s.node, input);
         }
         self.out
+    }
+
+    /// Cache hints for an input `FAR` places ahead: its node's tables.
+    fn prefetch_tables(&self, node: u32) {
+        if let Some(n) = self.node(node) {
+            n.prefetch_tables();
+        }
+        self.shard.routes.prefetch_table(node);
+    }
+
+    /// Cache hints for an input `NEAR` places ahead, whose node's tables were hinted
+    /// before: the entries it will read in them.
+    fn prefetch_entries(&self, s: &Scheduled) {
+        let (conn, origin) = match &s.input {
+            Input::Gossip(g) => (g.conn(), self.net.addrs.get(g.origin())),
+            Input::Deliver(conn, _) | Input::Closed(conn, _) => (*conn, None),
+            Input::Connected { conn, .. } => (*conn, None),
+            Input::Start | Input::Timer(_) | Input::Accept { .. } => return,
+        };
+        if let Some(n) = self.node(s.node) {
+            n.prefetch_entries(conn, origin);
+        }
+        self.shard.routes.prefetch_routes(s.node);
     }
 
     pub(crate) fn into_output(self) -> Output {
@@ -248,6 +285,11 @@ impl<'s, 'n> Worker<'s, 'n> {
 
     fn is_up(&self, node: u32) -> bool {
         self.net.up.get(node as usize).copied().unwrap_or(false)
+    }
+
+    fn node(&self, node: u32) -> Option<&Node> {
+        let i = node.checked_sub(self.shard.base)?;
+        self.shard.nodes.get(i as usize)
     }
 
     fn node_mut(&mut self, node: u32) -> Option<&mut Node> {

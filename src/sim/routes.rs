@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, DefaultHasher};
 
+use crate::hint;
 use crate::proto::{ConnId, Millis};
 
 /// One end of a connection, as its node sees it.
@@ -204,6 +205,32 @@ impl<'a> RouteSlice<'a> {
 
     pub(crate) fn get_mut(&mut self, node: u32, conn: ConnId) -> Option<&mut Route> {
         self.table(node)?.get_mut(conn)
+    }
+
+    /// Cache hint for `node`'s table (see [`crate::hint`]).
+    pub(crate) fn prefetch_table(&self, node: u32) {
+        if let Some(t) = node
+            .checked_sub(self.base)
+            .and_then(|i| self.tables.get(i as usize))
+        {
+            hint::prefetch(t);
+        }
+    }
+
+    /// Cache hints for `node`'s connections, once its table is in cache: the first
+    /// entries and the middle, where a search of a few starts.
+    pub(crate) fn prefetch_routes(&self, node: u32) {
+        let table = node
+            .checked_sub(self.base)
+            .and_then(|i| self.tables.get(i as usize));
+        if let Some(Table::Small(v)) = table {
+            if let Some(first) = v.first() {
+                hint::prefetch(first);
+            }
+            if let Some(middle) = v.get(v.len() / 2) {
+                hint::prefetch(middle);
+            }
+        }
     }
 
     #[cfg(test)]

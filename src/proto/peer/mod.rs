@@ -26,6 +26,7 @@ use super::{
     idle_conns, sweep_period, Action, ConnId, Disconnect, Event, Gossip, GossipId, Link, Message,
     Millis, Outbox, Timer,
 };
+use crate::hint;
 
 /// A peer's settings.
 #[derive(Debug, Clone)]
@@ -434,6 +435,21 @@ impl PeerCore {
         c.link.last_heard = now;
         self.stats.gossip_frames_received += 1;
         true
+    }
+
+    /// See [`crate::proto::Node::prefetch_tables`].
+    pub fn prefetch_tables(&self) {
+        self.conns.prefetch();
+        self.seen.prefetch();
+        hint::prefetch(&self.stats);
+    }
+
+    /// See [`crate::proto::Node::prefetch_entries`].
+    pub fn prefetch_entries(&self, conn: ConnId, origin: Option<&SocketAddr>) {
+        self.conns.prefetch_value(&conn);
+        if let Some(origin) = origin {
+            self.seen.prefetch_window(origin);
+        }
     }
 
     pub fn poll_action(&mut self) -> Option<Action> {
