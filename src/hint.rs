@@ -4,7 +4,7 @@
 //! A hint has no effect on what the program does, only on when memory is read. The
 //! simulator gives them for the inputs a few places ahead in its batch: a large run's
 //! nodes, their connection tables and seen windows lie far apart in gigabytes of memory,
-//! and waiting on them one input at a time was most of its time.
+//! and waiting on them one input at a time was a large part of its time.
 
 /// Starts loading the cache line that holds `value` into every cache level.
 #[inline(always)]

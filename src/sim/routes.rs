@@ -198,6 +198,11 @@ impl<'a> RouteSlice<'a> {
         ))
     }
 
+    fn table_ref(&self, node: u32) -> Option<&Table> {
+        let i = node.checked_sub(self.base)?;
+        self.tables.get(i as usize)
+    }
+
     fn table(&mut self, node: u32) -> Option<&mut Table> {
         let i = node.checked_sub(self.base)?;
         self.tables.get_mut(i as usize)
@@ -209,10 +214,7 @@ impl<'a> RouteSlice<'a> {
 
     /// Cache hint for `node`'s table (see [`crate::hint`]).
     pub(crate) fn prefetch_table(&self, node: u32) {
-        if let Some(t) = node
-            .checked_sub(self.base)
-            .and_then(|i| self.tables.get(i as usize))
-        {
+        if let Some(t) = self.table_ref(node) {
             hint::prefetch(t);
         }
     }
@@ -220,10 +222,7 @@ impl<'a> RouteSlice<'a> {
     /// Cache hints for `node`'s connections, once its table is in cache: the first
     /// entries and the middle, where a search of a few starts.
     pub(crate) fn prefetch_routes(&self, node: u32) {
-        let table = node
-            .checked_sub(self.base)
-            .and_then(|i| self.tables.get(i as usize));
-        if let Some(Table::Small(v)) = table {
+        if let Some(Table::Small(v)) = self.table_ref(node) {
             if let Some(first) = v.first() {
                 hint::prefetch(first);
             }
